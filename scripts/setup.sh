@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Everything a fresh machine of this kind needs, idempotently: both QEMUs
+# (7.2 from bookworm, 10 from trixie in a private prefix), the test guest
+# (cached by a hash of its recipe), and the npm dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-qemu.sh
+bash test/guest/build.sh
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, then
+# typecheck, lint, build, and every test (unit and real-QEMU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+bash scripts/setup.sh
+npm run typecheck
+npm run lint
+npm run build
+npx vitest run
+echo "whole suite took $((SECONDS - started)) s"

@@ -1,0 +1,51 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+
+/** Where scripts/install-qemu.sh and test/guest/build.sh put their outputs. */
+export const CACHE_ROOT = process.env.HEXCLAVE_CACHE ?? join(homedir(), ".cache", "hexclave-emulator");
+const TOOLS_DIR = process.env.HEXCLAVE_TOOLS_DIR ?? join(CACHE_ROOT, "tools");
+export const REPO_ROOT = resolve(import.meta.dirname, "..", "..");
+
+export interface QemuTarget {
+  /** "qemu-7.2" or "qemu-10": used in test names. */
+  label: string;
+  /** qemu-system-x86_64 (may be a wrapper script). */
+  binary: string;
+  /** The matching qemu-img. */
+  img: string;
+}
+
+/**
+ * The QEMUs every QEMU scenario runs against: the host's bookworm 7.2 and the
+ * private-prefix trixie 10. HEXCLAVE_TEST_QEMU=7.2 or =10 narrows the list.
+ */
+export function qemuTargets(): QemuTarget[] {
+  const all: QemuTarget[] = [
+    { label: "qemu-7.2", binary: "/usr/bin/qemu-system-x86_64", img: "/usr/bin/qemu-img" },
+    {
+      label: "qemu-10",
+      binary: join(TOOLS_DIR, "qemu-10", "bin", "qemu-system-x86_64"),
+      img: join(TOOLS_DIR, "qemu-10", "bin", "qemu-img"),
+    },
+  ];
+  const only = process.env.HEXCLAVE_TEST_QEMU;
+  const chosen = only ? all.filter((t) => t.label === `qemu-${only}`) : all;
+  for (const t of chosen) {
+    if (!existsSync(t.binary)) {
+      throw new Error(`${t.label} is not installed at ${t.binary}: run bash scripts/install-qemu.sh`);
+    }
+  }
+  return chosen;
+}
+
+let guestPath: string | undefined;
+/** The test guest image (built and cached by test/guest/build.sh). */
+export function testGuestImage(): string {
+  guestPath ??= execFileSync("bash", [join(REPO_ROOT, "test/guest/build.sh"), "--print-path"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  }).trim();
+  return guestPath;
+}
