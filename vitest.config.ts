@@ -22,7 +22,6 @@ export default defineConfig({
           hookTimeout: 240_000,
           fileParallelism: true,
           maxWorkers: 2,
-          minWorkers: 1,
           globalSetup: ["test/support/global-setup.ts"],
         },
       },

@@ -1,0 +1,109 @@
+/** The host: architecture, OS, and which accelerator a guest can use. */
+import { accessSync, constants, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import type { Accelerator, Arch } from "../qemu/argv.js";
+
+export type HostOs = "linux" | "darwin" | "windows" | "other";
+
+export interface HostInfo {
+  arch: Arch;
+  os: HostOs;
+  /** /dev/kvm exists and this user can open it read-write. */
+  kvmWritable: boolean;
+}
+
+export function hostArch(nodeArch: string = process.arch): Arch {
+  if (nodeArch === "x64") return "amd64";
+  if (nodeArch === "arm64") return "arm64";
+  throw new Error(`unsupported host architecture ${nodeArch}: the emulator runs on amd64 and arm64 hosts`);
+}
+
+export function hostOs(platform: string = process.platform): HostOs {
+  if (platform === "linux") return "linux";
+  if (platform === "darwin") return "darwin";
+  if (platform === "win32") return "windows";
+  return "other";
+}
+
+export function detectHost(): HostInfo {
+  let kvmWritable = false;
+  try {
+    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+    kvmWritable = true;
+  } catch {
+    kvmWritable = false;
+  }
+  return { arch: hostArch(), os: hostOs(), kvmWritable };
+}
+
+export interface AcceleratorChoice {
+  accelerator: Accelerator;
+  reason: string;
+}
+
+/**
+ * The accelerator to ask for, before QEMU confirms it (see probe.ts: QEMU's
+ * `query-kvm` has the last word, because a writable /dev/kvm on a host
+ * without VT-x still cannot run a VM).
+ */
+export function chooseAccelerator(
+  host: HostInfo,
+  guestArch: Arch,
+  qemu: { kvmUsable?: boolean; hvfListed?: boolean },
+): AcceleratorChoice {
+  if (guestArch !== host.arch) {
+    return { accelerator: "tcg", reason: `a ${guestArch} guest on a ${host.arch} host runs under TCG` };
+  }
+  if (host.os === "linux") {
+    if (!host.kvmWritable) return { accelerator: "tcg", reason: "/dev/kvm is missing or not writable" };
+    if (qemu.kvmUsable === false) {
+      return { accelerator: "tcg", reason: "/dev/kvm is writable but QEMU could not enable KVM (no VT-x/AMD-V?)" };
+    }
+    return { accelerator: "kvm", reason: "/dev/kvm is writable and QEMU enabled KVM" };
+  }
+  if (host.os === "darwin" && qemu.hvfListed) return { accelerator: "hvf", reason: "QEMU lists hvf" };
+  return { accelerator: "tcg", reason: `no hardware accelerator on ${host.os}` };
+}
+
+/** Where arm64 guests find UEFI firmware (Homebrew, Debian's qemu-efi/AAVMF). */
+export const AARCH64_FIRMWARE_PATHS = [
+  "/opt/homebrew/share/qemu/edk2-aarch64-code.fd",
+  "/usr/share/qemu/edk2-aarch64-code.fd",
+  "/usr/share/AAVMF/AAVMF_CODE.fd",
+  "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+] as const;
+
+export interface CpuFingerprint {
+  vendor: string;
+  model: string;
+  flagsHash: string;
+  /** What goes into the snapshot key. */
+  id: string;
+}
+
+/**
+ * Under TCG the host CPU is invisible to the guest (QEMU emulates the model),
+ * so the fingerprint is the model alone and a TCG snapshot moves between
+ * runners. Under KVM/HVF the host's vendor, model and flags matter.
+ */
+export function cpuFingerprint(accelerator: Accelerator, cpuModel: string, cpuinfo?: string): CpuFingerprint {
+  if (accelerator === "tcg") {
+    return { vendor: "tcg", model: cpuModel, flagsHash: "-", id: `tcg:${cpuModel}` };
+  }
+  const text = cpuinfo ?? safeRead("/proc/cpuinfo");
+  const field = (name: string): string =>
+    new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(text)?.[1]?.trim() ?? "unknown";
+  const flags = field("flags").split(/\s+/).sort().join(" ");
+  const flagsHash = createHash("sha256").update(flags).digest("hex").slice(0, 12);
+  const vendor = field("vendor_id");
+  const model = field("model name");
+  return { vendor, model, flagsHash, id: `${accelerator}:${cpuModel}:${vendor}:${flagsHash}` };
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
