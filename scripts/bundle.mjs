@@ -6,7 +6,18 @@ for (const entry of ["main", "post"]) {
   rmSync(`dist/${entry}`, { recursive: true, force: true });
   execFileSync(
     "npx",
-    ["ncc", "build", `lib/action/${entry}.js`, "-o", `dist/${entry}`, "--target", "es2022", "--quiet", "--license", "licenses.txt"],
+    [
+      "ncc",
+      "build",
+      `lib/action/${entry}.js`,
+      "-o",
+      `dist/${entry}`,
+      "--target",
+      "es2022",
+      "--quiet",
+      "--license",
+      "licenses.txt",
+    ],
     { stdio: "inherit" },
   );
 }

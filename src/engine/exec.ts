@@ -20,16 +20,24 @@ export class CommandError extends EngineError {
   readonly stderr: string;
   constructor(command: string, exitCode: number | undefined, stderr: string, hint?: string) {
     const tail = stderr.trim().split("\n").slice(-8).join("\n");
-    super("COMMAND_FAILED", `${command} failed${exitCode === undefined ? "" : ` (exit ${exitCode})`}: ${tail}`, {
-      ...(hint === undefined ? {} : { hint }),
-    });
+    super(
+      "COMMAND_FAILED",
+      `${command} failed${exitCode === undefined ? "" : ` (exit ${exitCode})`}: ${tail}`,
+      {
+        ...(hint === undefined ? {} : { hint }),
+      },
+    );
     this.exitCode = exitCode;
     this.stderr = stderr;
   }
 }
 
 /** Runs a command to completion; rejects with a CommandError carrying its stderr. */
-export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<{ stdout: string; stderr: string }> {
+export async function run(
+  file: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
   try {
     const r = await execa(file, args, {
       ...(opts.input === undefined ? {} : { input: opts.input }),
@@ -40,7 +48,13 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     });
     return { stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
-    const e = err as { exitCode?: number; stderr?: string; code?: string; timedOut?: boolean; shortMessage?: string };
+    const e = err as {
+      exitCode?: number;
+      stderr?: string;
+      code?: string;
+      timedOut?: boolean;
+      shortMessage?: string;
+    };
     if (e.code === "ENOENT") {
       throw new EngineError("COMMAND_NOT_FOUND", `${file} was not found`, {
         hint: `install it or put it on PATH`,
@@ -59,7 +73,12 @@ export interface DetachedProcess {
 }
 
 /** Starts a long-lived process in its own session, stdout+stderr to a log file. */
-export function spawnDetached(file: string, args: readonly string[], logFile: string, env?: NodeJS.ProcessEnv): DetachedProcess {
+export function spawnDetached(
+  file: string,
+  args: readonly string[],
+  logFile: string,
+  env?: NodeJS.ProcessEnv,
+): DetachedProcess {
   const fd = openSync(logFile, "a", 0o600);
   try {
     const child = spawn(file, args, { detached: true, stdio: ["ignore", fd, fd], env: env ?? process.env });

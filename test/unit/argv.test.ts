@@ -24,7 +24,8 @@ const base: QemuPlan = {
   serialLog: "/run/serial.log",
 };
 
-const devices = (argv: string[]) => argv.flatMap((a, i) => (argv[i - 1] === "-device" ? [a.split(",")[0]] : []));
+const devices = (argv: string[]) =>
+  argv.flatMap((a, i) => (argv[i - 1] === "-device" ? [a.split(",")[0]] : []));
 
 describe("the QEMU argv builder", () => {
   it("gives capture and resume the same guest-visible devices in the same order", () => {
@@ -43,14 +44,20 @@ describe("the QEMU argv builder", () => {
 
   it("maps the template RAM shared while capturing and privately on resume", () => {
     const capture = buildQemuArgv(base).join(" ");
-    const resume = buildQemuArgv({ ...base, layout: "resume", disk: { ...base.disk, session: "/s" } }).join(" ");
+    const resume = buildQemuArgv({ ...base, layout: "resume", disk: { ...base.disk, session: "/s" } }).join(
+      " ",
+    );
     expect(capture).toContain("memory-backend-file,id=ram0,size=1024M,mem-path=/snap/tmp/ram.bin,share=on");
     expect(resume).toContain("share=off");
     expect(capture).toContain("pc-q35-7.2,accel=tcg,memory-backend=ram0");
   });
 
   it("stacks base, capture layer and session overlay with explicit backing links", () => {
-    const resume = buildQemuArgv({ ...base, layout: "resume", disk: { ...base.disk, session: "/run/disk.qcow2" } });
+    const resume = buildQemuArgv({
+      ...base,
+      layout: "resume",
+      disk: { ...base.disk, session: "/run/disk.qcow2" },
+    });
     const nodes = resume.flatMap((a, i) => (resume[i - 1] === "-blockdev" ? [JSON.parse(a)] : []));
     const byName = Object.fromEntries(nodes.map((n) => [n["node-name"], n]));
     expect(byName.layer.backing).toBe("base");
@@ -73,7 +80,9 @@ describe("the QEMU argv builder", () => {
       hostShare: { path: "/home/u/proj", readOnly: true },
     });
     expect(devices(cold)).toContain("virtio-balloon-pci");
-    expect(cold.join(" ")).toContain("-fsdev local,id=hostfs,path=/home/u/proj,security_model=none,readonly=on");
+    expect(cold.join(" ")).toContain(
+      "-fsdev local,id=hostfs,path=/home/u/proj,security_model=none,readonly=on",
+    );
     expect(devices(buildQemuArgv(base))).not.toContain("virtio-balloon-pci");
     expect(cold).not.toContain("-daemonize");
     expect(devices(cold)).toContain("vmgenid");
@@ -81,16 +90,28 @@ describe("the QEMU argv builder", () => {
 
   it("escapes commas in paths", () => {
     expect(escapeOpt("/a,b")).toBe("/a,,b");
-    expect(buildQemuArgv({ ...base, serialLog: "/x,y/serial.log" }).join(" ")).toContain("file:/x,y/serial.log");
+    expect(buildQemuArgv({ ...base, serialLog: "/x,y/serial.log" }).join(" ")).toContain(
+      "file:/x,y/serial.log",
+    );
     expect(buildQemuArgv({ ...base, qmpSocket: "/x,y/q.sock" }).join(" ")).toContain("path=/x,,y/q.sock");
   });
 
   it("hashes the layout without paths or ports, equal for capture and resume", () => {
-    const resume = { ...base, layout: "resume" as const, disk: { base: "/elsewhere", layer: "/l", session: "/s" } };
+    const resume = {
+      ...base,
+      layout: "resume" as const,
+      disk: { base: "/elsewhere", layer: "/l", session: "/s" },
+    };
     expect(layoutHash(resume)).toBe(layoutHash(base));
-    expect(layoutHash({ ...base, forwards: [{ hostPort: 1, guestPort: 8101 }, { hostPort: 2, guestPort: 8102 }] })).toBe(
-      layoutHash(base),
-    );
+    expect(
+      layoutHash({
+        ...base,
+        forwards: [
+          { hostPort: 1, guestPort: 8101 },
+          { hostPort: 2, guestPort: 8102 },
+        ],
+      }),
+    ).toBe(layoutHash(base));
     expect(layoutHash({ ...base, ramMiB: 2048 })).not.toBe(layoutHash(base));
     expect(layoutHash({ ...base, machineType: "pc-q35-10.0" })).not.toBe(layoutHash(base));
   });

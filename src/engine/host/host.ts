@@ -10,6 +10,11 @@ export interface HostInfo {
   os: HostOs;
   /** /dev/kvm exists and this user can open it read-write. */
   kvmWritable: boolean;
+  /**
+   * The CPU advertises hardware virtualization (vmx/svm on x86). Some
+   * sandboxes expose a /dev/kvm that opens but cannot run a guest.
+   */
+  cpuVirtualization: boolean;
 }
 
 export function hostArch(nodeArch: string = process.arch): Arch {
@@ -33,7 +38,10 @@ export function detectHost(): HostInfo {
   } catch {
     kvmWritable = false;
   }
-  return { arch: hostArch(), os: hostOs(), kvmWritable };
+  const arch = hostArch();
+  const flags = /^flags\s*:(.*)$/m.exec(safeRead("/proc/cpuinfo"))?.[1] ?? "";
+  const cpuVirtualization = arch === "arm64" || /\b(vmx|svm)\b/.test(flags);
+  return { arch, os: hostOs(), kvmWritable, cpuVirtualization };
 }
 
 export interface AcceleratorChoice {
@@ -56,8 +64,17 @@ export function chooseAccelerator(
   }
   if (host.os === "linux") {
     if (!host.kvmWritable) return { accelerator: "tcg", reason: "/dev/kvm is missing or not writable" };
+    if (!host.cpuVirtualization) {
+      return {
+        accelerator: "tcg",
+        reason: "/dev/kvm is writable but the CPU advertises no VT-x/AMD-V (vmx/svm)",
+      };
+    }
     if (qemu.kvmUsable === false) {
-      return { accelerator: "tcg", reason: "/dev/kvm is writable but QEMU could not enable KVM (no VT-x/AMD-V?)" };
+      return {
+        accelerator: "tcg",
+        reason: "/dev/kvm is writable but QEMU could not enable KVM (no VT-x/AMD-V?)",
+      };
     }
     return { accelerator: "kvm", reason: "/dev/kvm is writable and QEMU enabled KVM" };
   }

@@ -53,7 +53,12 @@ export interface LaunchedVm {
   argv: string[];
 }
 
-export async function launchVm(binary: string, plan: QemuPlan, paths: RunPaths, timeoutMs = 30_000): Promise<LaunchedVm> {
+export async function launchVm(
+  binary: string,
+  plan: QemuPlan,
+  paths: RunPaths,
+  timeoutMs = 30_000,
+): Promise<LaunchedVm> {
   const argv = buildQemuArgv(plan);
   if (plan.layout === "resume") argv.push("-S");
   rmSync(paths.qmpSocket, { force: true });
@@ -88,7 +93,12 @@ export async function launchVm(binary: string, plan: QemuPlan, paths: RunPaths, 
   return { pid, qmp, exited: proc.exited, argv };
 }
 
-function launchFailure(binary: string, paths: RunPaths, code: number | null, sig: string | null): EngineError {
+function launchFailure(
+  binary: string,
+  paths: RunPaths,
+  code: number | null,
+  sig: string | null,
+): EngineError {
   const log = tailFile(paths.qemuLog);
   const fwd = /Could not set up host forwarding rule '?tcp:([^:]*):(\d+)/.exec(log);
   if (fwd) return new PortInUseError(Number(fwd[2]), fwd[1] ?? "127.0.0.1");

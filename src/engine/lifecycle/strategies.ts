@@ -14,13 +14,14 @@ export const SNAPSHOT_FILES = {
 
 export interface QemuMigrationSupport {
   version: { major: number; minor: number; micro: number };
-  capabilities: readonly string[];
+  migrationCapabilities: readonly string[];
 }
 
 export function supportedStrategies(q: QemuMigrationSupport): Strategy[] {
   const out: Strategy[] = [];
-  if (q.capabilities.includes("x-ignore-shared")) out.push("template");
-  if (q.capabilities.includes("mapped-ram") && q.capabilities.includes("multifd")) out.push("mapped-ram");
+  if (q.migrationCapabilities.includes("x-ignore-shared")) out.push("template");
+  if (q.migrationCapabilities.includes("mapped-ram") && q.migrationCapabilities.includes("multifd"))
+    out.push("mapped-ram");
   out.push("stream");
   return out;
 }
@@ -53,7 +54,12 @@ export interface MigrationSpec {
 /** Unthrottled: the default max-bandwidth slows a capture of a paused guest 7–20×. */
 const MAX_BANDWIDTH = 64 * 1024 ** 3;
 
-export function migrationSpec(strategy: Strategy, q: QemuMigrationSupport, dir: string, cpus: number): MigrationSpec {
+export function migrationSpec(
+  strategy: Strategy,
+  q: QemuMigrationSupport,
+  dir: string,
+  cpus: number,
+): MigrationSpec {
   const caps = [{ capability: "events", state: true }];
   const parameters: Record<string, unknown> = { "max-bandwidth": MAX_BANDWIDTH };
   const layer = { name: SNAPSHOT_FILES.diskLayer, role: "disk-layer" as const };

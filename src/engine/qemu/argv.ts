@@ -70,20 +70,33 @@ function fileNode(filename: string, readOnly: boolean): Record<string, unknown> 
 
 function diskArgs(plan: QemuPlan): string[] {
   const { base, layer, session } = plan.disk;
-  const args = blockdev({ "node-name": "base", driver: "qcow2", "read-only": true, file: fileNode(base, true) });
+  const args = blockdev({
+    "node-name": "base",
+    driver: "qcow2",
+    "read-only": true,
+    file: fileNode(base, true),
+  });
   let top = "base";
   // Backing links are given explicitly, so the paths recorded inside the
   // overlays never matter: a snapshot restored elsewhere still opens.
   if (layer !== undefined) {
     const rw = plan.layout === "capture";
     args.push(
-      ...blockdev({ "node-name": "layer", driver: "qcow2", "read-only": !rw, backing: top, file: fileNode(layer, !rw) }),
+      ...blockdev({
+        "node-name": "layer",
+        driver: "qcow2",
+        "read-only": !rw,
+        backing: top,
+        file: fileNode(layer, !rw),
+      }),
     );
     top = "layer";
   }
   if (plan.layout !== "capture") {
     if (session === undefined) throw new Error(`argv: ${plan.layout} layout needs a session overlay`);
-    args.push(...blockdev({ "node-name": "session", driver: "qcow2", backing: top, file: fileNode(session, false) }));
+    args.push(
+      ...blockdev({ "node-name": "session", driver: "qcow2", backing: top, file: fileNode(session, false) }),
+    );
     top = "session";
   }
   args.push("-device", `virtio-blk-pci,drive=${top},id=disk0`);
@@ -157,7 +170,10 @@ export function buildQemuArgv(plan: QemuPlan): string[] {
   if (snapshot) {
     const phantoms = plan.phantoms;
     if (phantoms === undefined) throw new Error("argv: snapshot layouts need the two phantom disks");
-    args.push(...readOnlyRaw("phantom1", phantoms[0], "phantom1"), ...readOnlyRaw("phantom2", phantoms[1], "phantom2"));
+    args.push(
+      ...readOnlyRaw("phantom1", phantoms[0], "phantom1"),
+      ...readOnlyRaw("phantom2", phantoms[1], "phantom2"),
+    );
   }
   args.push(...readOnlyRaw("stackcfg", plan.runtimeIso, "stackcfg"));
   args.push(...netArgs(plan), ...channelArgs(plan));
@@ -170,7 +186,11 @@ export function buildQemuArgv(plan: QemuPlan): string[] {
   } else {
     args.push("-device", "virtio-balloon-pci,id=balloon0");
     if (plan.hostShare) {
-      args.push(...fsdevArg(plan.hostShare), "-device", "virtio-9p-pci,fsdev=hostfs,mount_tag=hostfs,id=hostfs-dev");
+      args.push(
+        ...fsdevArg(plan.hostShare),
+        "-device",
+        "virtio-9p-pci,fsdev=hostfs,mount_tag=hostfs,id=hostfs-dev",
+      );
     }
   }
   args.push("-serial", `file:${plan.serialLog}`);
@@ -198,5 +218,8 @@ export function layoutHash(plan: QemuPlan): string {
     hostShare: undefined,
     firmware: plan.firmware === undefined ? undefined : "<firmware>",
   };
-  return createHash("sha256").update(JSON.stringify(buildQemuArgv(neutral))).digest("hex").slice(0, 16);
+  return createHash("sha256")
+    .update(JSON.stringify(buildQemuArgv(neutral)))
+    .digest("hex")
+    .slice(0, 16);
 }

@@ -1,0 +1,94 @@
+/**
+ * hexclave-emulator: drives the engine directly.
+ *   start | stop | status | capture | reset | bench
+ * Human output by default, --json for machines; --help on every verb.
+ */
+import { homedir } from "node:os";
+import { parseArgs } from "node:util";
+import { describeError, EngineError } from "../errors.js";
+import { loadConfig, type EmulatorConfig } from "../config/index.js";
+import { CONFIG_FLAGS, FLAG_NAMES, overridesFromFlags } from "./flags.js";
+import { VERBS, type Verb } from "./verbs.js";
+import type { EngineEvent } from "../lifecycle/events.js";
+
+function usage(verb?: Verb): string {
+  const lines: string[] = [];
+  if (!verb) {
+    lines.push("usage: hexclave-emulator <verb> [flags]", "", "verbs:");
+    for (const v of Object.values(VERBS)) lines.push(`  ${v.name.padEnd(8)} ${v.summary}`);
+    lines.push(
+      "",
+      "hexclave-emulator <verb> --help lists the verb's flags. Every flag has an environment",
+      "variable too (see the README).",
+    );
+    return lines.join("\n");
+  }
+  lines.push(`usage: hexclave-emulator ${verb.name} [flags]`, "", verb.summary, "", "flags:");
+  lines.push(`  --json                  machine-readable output`);
+  for (const f of CONFIG_FLAGS) {
+    if (verb.flags !== "all" && !verb.flags.includes(f.flag)) continue;
+    lines.push(`  --${(f.flag + (f.boolean ? "" : " <v>")).padEnd(22)}${f.help}`);
+  }
+  return lines.join("\n");
+}
+
+export function printEvent(e: EngineEvent, out: (s: string) => void): void {
+  if (e.kind === "phase-end") out(`[emulator] ${e.phase} ${(e.ms / 1000).toFixed(2)} s`);
+  else if (e.kind === "info") out(`[emulator] ${e.message}`);
+  else if (e.kind === "warn") out(`[emulator] WARNING: ${e.message}`);
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [verbName, ...rest] = argv;
+  if (!verbName || verbName === "--help" || verbName === "-h" || verbName === "help") {
+    console.log(usage());
+    return verbName ? 0 : 2;
+  }
+  const verb = VERBS[verbName as keyof typeof VERBS];
+  if (!verb) {
+    console.error(`hexclave-emulator: unknown verb "${verbName}"\n\n${usage()}`);
+    return 2;
+  }
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    json: { type: "boolean" },
+    help: { type: "boolean" },
+  };
+  for (const f of CONFIG_FLAGS) options[f.flag] = { type: f.boolean ? "boolean" : "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: rest, options, strict: true, allowPositionals: false })
+      .values as typeof values;
+  } catch (err) {
+    console.error(`hexclave-emulator ${verb.name}: ${(err as Error).message}\n\n${usage(verb)}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(usage(verb));
+    return 0;
+  }
+  const json = values.json === true;
+  const log = (s: string) => (json ? console.error(s) : console.log(s));
+  try {
+    const config: EmulatorConfig = loadConfig({
+      env,
+      overrides: overridesFromFlags(values),
+      cwd: process.cwd(),
+      homeDir: homedir(),
+      hostArch: process.arch,
+      overrideSource: "flags",
+      overrideNames: FLAG_NAMES,
+    });
+    const { code, result, human } = await verb.run(config, (e) => printEvent(e, log));
+    if (json) console.log(JSON.stringify(result, null, 2));
+    else if (human) console.log(human);
+    return code;
+  } catch (err) {
+    const message = describeError(err);
+    if (json)
+      console.log(
+        JSON.stringify({ error: { code: err instanceof EngineError ? err.code : "ERROR", message } }),
+      );
+    console.error(`hexclave-emulator ${verb.name}: ${message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+/** The verbs of hexclave-emulator: each turns a config into an engine call and a report. */
+import { rmSync } from "node:fs";
+import type { EmulatorConfig } from "../config/index.js";
+import type { EventSink } from "../lifecycle/events.js";
+import { start, type StartResult } from "../lifecycle/start.js";
+import { stopVm } from "../lifecycle/stop.js";
+import { status } from "../lifecycle/status.js";
+import { captureOnly } from "../lifecycle/capture-verb.js";
+import { runPaths } from "../lifecycle/run-dir.js";
+
+export interface VerbOutcome {
+  code: number;
+  result: unknown;
+  human?: string;
+}
+
+export interface Verb {
+  name: string;
+  summary: string;
+  flags: readonly string[] | "all";
+  run(config: EmulatorConfig, sink: EventSink): Promise<VerbOutcome>;
+}
+
+function describeStart(r: StartResult): string {
+  const lines = [
+    `emulator up in ${(r.totalMs / 1000).toFixed(1)} s (${r.bootMode}${r.fallbackReason ? `, because ${r.fallbackReason}` : ""})`,
+    `  QEMU ${r.qemuVersion}, ${r.accelerator}${r.strategy ? `, snapshot strategy ${r.strategy}` : ""}`,
+    ...Object.entries(r.urls).map(([k, v]) => `  ${k.padEnd(10)} ${v}`),
+    `  publishable client key in ${r.publishableKeyFile}`,
+  ];
+  if (r.placeholderSecrets)
+    lines.push("  WARNING: placeholder secrets are live: do not expose this instance");
+  return lines.join("\n");
+}
+
+const ALL = "all" as const;
+const STOP_FLAGS = ["run-dir", "stop-grace"];
+
+export const VERBS = {
+  start: {
+    name: "start",
+    summary: "start the emulator: resume a snapshot, or cold-boot (capturing one first when allowed)",
+    flags: ALL,
+    async run(config, sink) {
+      const r = await start(config, sink);
+      return { code: 0, result: r, human: describeStart(r) };
+    },
+  },
+  stop: {
+    name: "stop",
+    summary: "stop the emulator: agent power-off, then ACPI, then SIGTERM, then SIGKILL",
+    flags: STOP_FLAGS,
+    async run(config, sink) {
+      const r = await stopVm(runPaths(config.runDir), config.stopGraceSec, sink);
+      return {
+        code: 0,
+        result: r,
+        human: r.wasRunning ? `emulator stopped (${r.via})` : "emulator was not running",
+      };
+    },
+  },
+  status: {
+    name: "status",
+    summary: "the VM and each service; exit code 1 when anything is down",
+    flags: ["run-dir", "bind"],
+    async run(config) {
+      const r = await status(config);
+      return { code: r.ok ? 0 : 1, result: r, human: r.human };
+    },
+  },
+  capture: {
+    name: "capture",
+    summary: "capture a snapshot for this host and config (skipped when present; --force replaces it)",
+    flags: ALL,
+    async run(config, sink) {
+      const r = await captureOnly(config, sink);
+      return {
+        code: 0,
+        result: r,
+        human: r.skipped
+          ? `snapshot ${r.key} already present (use --force to replace it)`
+          : `snapshot ${r.key} captured`,
+      };
+    },
+  },
+  reset: {
+    name: "reset",
+    summary: "stop the emulator and delete its run directory (snapshots are kept)",
+    flags: STOP_FLAGS,
+    async run(config, sink) {
+      await stopVm(runPaths(config.runDir), config.stopGraceSec, sink);
+      rmSync(config.runDir, { recursive: true, force: true });
+      return { code: 0, result: { reset: config.runDir }, human: `emulator state reset (${config.runDir})` };
+    },
+  },
+  bench: {
+    name: "bench",
+    summary: "stop, start, and report per-phase timings as JSON",
+    flags: ALL,
+    async run(config, sink) {
+      await stopVm(runPaths(config.runDir), config.stopGraceSec, sink);
+      const r = await start(config, sink);
+      return {
+        code: 0,
+        result: { bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings },
+        human: JSON.stringify({ bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings }, null, 2),
+      };
+    },
+  },
+} satisfies Record<string, Verb>;

@@ -1,0 +1,195 @@
+/**
+ * What a QEMU binary can do, learned from the binary itself: its version,
+ * versioned machine types, migration capabilities and whether KVM works.
+ * QEMU is started with `-machine none` and asked over QMP; the answer is
+ * cached per binary (path, size, mtime and its --version line), since a
+ * wrapper script's own stat does not change when the QEMU behind it does.
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { EngineError } from "../errors.js";
+import { run, spawnDetached } from "../exec.js";
+import { QmpClient } from "../qemu/qmp.js";
+import type { Accelerator, Arch } from "../qemu/argv.js";
+
+export interface QemuProbe {
+  binary: string;
+  version: { major: number; minor: number; micro: number };
+  versionString: string;
+  package: string;
+  /** Versioned machine types, newest first, e.g. ["pc-q35-10.0", "pc-q35-9.2", …]. */
+  machines: string[];
+  migrationCapabilities: string[];
+  kvmUsable: boolean;
+  accelerators: string[];
+}
+
+const PROBE_FORMAT = 2;
+
+/** The explicit path, else QEMU_BINARY, else the arch's binary on PATH. */
+export function findQemu(arch: Arch, explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const name = arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
+  const chosen = explicit ?? env.QEMU_BINARY;
+  if (chosen) {
+    try {
+      statSync(chosen);
+      return chosen;
+    } catch {
+      throw new EngineError("QEMU_NOT_FOUND", `QEMU binary ${chosen} does not exist`, {
+        hint: "give the path of qemu-system-x86_64 (or a wrapper script), or unset QEMU_BINARY to use PATH",
+      });
+    }
+  }
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    const candidate = join(dir, name);
+    try {
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      /* next */
+    }
+  }
+  throw new EngineError("QEMU_NOT_FOUND", `${name} was not found on PATH`, {
+    hint: "install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86 qemu-utils; macOS: brew install qemu) or set QEMU_BINARY",
+  });
+}
+
+function cacheFile(cacheDir: string, binary: string, versionLine: string): string {
+  const st = statSync(binary);
+  const id = createHash("sha256")
+    .update(JSON.stringify([PROBE_FORMAT, binary, st.size, st.mtimeMs, versionLine]))
+    .digest("hex")
+    .slice(0, 24);
+  return join(cacheDir, `qemu-probe-${id}.json`);
+}
+
+export async function probeQemu(
+  binary: string,
+  opts: { cacheDir: string; tryKvm: boolean },
+): Promise<QemuProbe> {
+  const versionLine = (await run(binary, ["--version"], { timeoutMs: 15_000 })).stdout.split("\n")[0] ?? "";
+  const cached = cacheFile(opts.cacheDir, binary, `${versionLine}|kvm=${opts.tryKvm}`);
+  try {
+    return JSON.parse(readFileSync(cached, "utf8")) as QemuProbe;
+  } catch {
+    /* probe below */
+  }
+  const probe = await probeLive(binary, opts.tryKvm);
+  mkdirSync(opts.cacheDir, { recursive: true });
+  writeFileSync(`${cached}.tmp`, JSON.stringify(probe));
+  renameSync(`${cached}.tmp`, cached);
+  return probe;
+}
+
+async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
+  const dir = mkdtempSync(join(tmpdir(), "hxe-probe-"));
+  const sock = join(dir, "qmp.sock");
+  const accel = tryKvm ? ["-accel", "kvm", "-accel", "tcg"] : ["-accel", "tcg"];
+  const proc = spawnDetached(
+    binary,
+    [
+      "-machine",
+      "none",
+      ...accel,
+      "-display",
+      "none",
+      "-nodefaults",
+      "-qmp",
+      `unix:${sock},server=on,wait=off`,
+    ],
+    join(dir, "qemu.log"),
+  );
+  try {
+    const qmp = await Promise.race([
+      QmpClient.connect(sock, { timeoutMs: 15_000 }),
+      proc.exited.then(() => {
+        throw new EngineError("QEMU_PROBE_FAILED", `${binary} exited while being probed: ${readLog(dir)}`, {
+          hint: "run it by hand with -machine none to see why",
+        });
+      }),
+    ]);
+    try {
+      const version = await qmp.queryVersion();
+      const machines = (await qmp.queryMachines())
+        .map((m) => m.name)
+        .filter((n) => /^(pc-q35|virt)-\d+\.\d+$/.test(n))
+        .sort((a, b) => compareVersions(machineVersion(b), machineVersion(a)));
+      const caps = (await qmp.queryMigrateCapabilities()).map((c) => c.capability);
+      const kvm = await qmp.queryKvm();
+      const accelerators = (await run(binary, ["-accel", "help"], { timeoutMs: 15_000 })).stdout
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim())
+        .filter(Boolean);
+      const { major, minor, micro } = version.qemu;
+      return {
+        binary,
+        version: { major, minor, micro },
+        versionString: `${major}.${minor}.${micro}`,
+        package: version.package.trim(),
+        machines,
+        migrationCapabilities: caps,
+        kvmUsable: kvm.enabled,
+        accelerators,
+      };
+    } finally {
+      await qmp.execute("quit").catch(() => undefined);
+      qmp.close();
+    }
+  } finally {
+    try {
+      process.kill(proc.pid, "SIGKILL");
+    } catch {
+      /* exited */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function readLog(dir: string): string {
+  try {
+    return readFileSync(join(dir, "qemu.log"), "utf8").trim();
+  } catch {
+    return "(no output)";
+  }
+}
+
+const machineVersion = (name: string): number[] => (/(\d+)\.(\d+)$/.exec(name) ?? []).slice(1).map(Number);
+
+function compareVersions(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** The newest versioned machine type for the arch, so a snapshot never rides on an alias. */
+export function pickMachineType(probe: QemuProbe, arch: Arch): string {
+  const prefix = arch === "arm64" ? "virt-" : "pc-q35-";
+  const found = probe.machines.find((m) => m.startsWith(prefix));
+  if (!found) {
+    throw new EngineError(
+      "QEMU_NO_MACHINE",
+      `QEMU ${probe.versionString} offers no versioned ${prefix}X.Y machine`,
+      {
+        hint: "use a QEMU build with q35 (amd64) or virt (arm64) support",
+      },
+    );
+  }
+  return found;
+}
+
+/**
+ * The CPU model. TCG: `max` on the native arch (deterministic per QEMU
+ * version, which is in the key), `qemu64` for a cross-arch amd64 guest as the
+ * seed does. KVM/HVF: a named, migration-safe model, never host/max.
+ */
+export function pickCpuModel(arch: Arch, accelerator: Accelerator, hostArch: Arch): string {
+  if (accelerator === "tcg") {
+    if (arch === "amd64") return hostArch === "amd64" ? "max" : "qemu64";
+    return "max";
+  }
+  return arch === "amd64" ? "Nehalem" : "cortex-a57";
+}

@@ -1,0 +1,89 @@
+/** Cold boot and the guest steps every path shares (agent, share, rotation, health). */
+import { readFileSync, writeFileSync } from "node:fs";
+import { runtimeEnv } from "../config/index.js";
+import { writeIso, runtimeConfigIsoSpec } from "../iso/index.js";
+import { GuestAgent } from "../qemu/qga.js";
+import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
+import { rotateSecrets, writeSecretFile, PLACEHOLDER_PCK } from "../guest/rotation.js";
+import type { EngineContext } from "./context.js";
+import type { Phases } from "./events.js";
+import { assertPortsFree, launchVm, type LaunchedVm } from "./launch.js";
+import { baseFingerprint, createOverlay, readFingerprint, virtualSize } from "./disks.js";
+import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
+import { existsSync } from "node:fs";
+
+export async function writeRuntimeIso(ctx: EngineContext, vmDirHost: string): Promise<void> {
+  const base = ctx.config.baseEnvFile ? readFileSync(ctx.config.baseEnvFile, "utf8") : "";
+  await writeIso(ctx.paths.runtimeIso, runtimeConfigIsoSpec(runtimeEnv(ctx.config, vmDirHost), base));
+}
+
+/** The run dir as the guest sees it under /host, when the share covers it. */
+export function vmDirHost(ctx: EngineContext): string {
+  const share = hostShareOf(ctx);
+  if (!share || share.readOnly) return "";
+  const root = share.path.endsWith("/") ? share.path : `${share.path}/`;
+  return ctx.paths.dir.startsWith(root) || share.path === "/" ? ctx.paths.dir : "";
+}
+
+/** Cold layout: the persistent overlay is reused while the base image is unchanged. */
+export async function launchCold(ctx: EngineContext, phases: Phases): Promise<LaunchedVm> {
+  const { paths, config } = ctx;
+  const fp = baseFingerprint(config.image);
+  if (existsSync(paths.session) && readFingerprint(paths.sessionFingerprint) === fp) {
+    phases.info("reusing the existing overlay disk (changes persist)");
+  } else {
+    await createOverlay(
+      ctx.qemuImg,
+      paths.session,
+      config.image,
+      await virtualSize(ctx.qemuImg, config.image),
+    );
+    writeFileSync(paths.sessionFingerprint, fp, { mode: 0o600 });
+  }
+  await writeRuntimeIso(ctx, vmDirHost(ctx));
+  await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
+  return launchVm(
+    ctx.qemu.binary,
+    planFor(ctx, "cold", { base: config.image, session: paths.session }),
+    paths,
+  );
+}
+
+export async function connectAgent(ctx: EngineContext, timeoutMs: number): Promise<GuestAgent> {
+  const agent = await GuestAgent.connect(ctx.paths.qgaSocket, { timeoutMs: 10_000 });
+  await agent.waitUntilReady({ timeoutMs });
+  return agent;
+}
+
+export interface GuestReady {
+  placeholderSecrets: boolean;
+}
+
+/** Rotation (or the loud placeholder warning), then every service healthy. */
+export async function finishGuest(
+  ctx: EngineContext,
+  agent: GuestAgent,
+  phases: Phases,
+  healthTimeoutSec: number,
+): Promise<GuestReady> {
+  let placeholderSecrets = false;
+  let freshSince: number | undefined;
+  if (ctx.config.rotation) {
+    freshSince = Date.now();
+    await phases.run("rotation", () => rotateSecrets(agent, ctx.paths.internalPck, 60_000));
+  } else {
+    placeholderSecrets = true;
+    phases.warn(
+      "rotation is off (EMULATOR_NO_ROTATION=1): the snapshot's public placeholder secrets are live — do not expose this instance",
+    );
+    writeSecretFile(ctx.paths.internalPck, PLACEHOLDER_PCK);
+  }
+  await phases.run("health", () =>
+    waitForHealthy(servicesFor(ctx.config), {
+      host: probeHost(ctx.config.bindAddress),
+      deadlineMs: healthTimeoutSec * 1000,
+      ...(freshSince === undefined ? {} : { requireFreshSince: freshSince }),
+    }),
+  );
+  return { placeholderSecrets };
+}

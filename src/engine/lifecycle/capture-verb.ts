@@ -1,0 +1,36 @@
+/** capture as its own verb: make sure a snapshot exists for this host and config. */
+import type { EmulatorConfig } from "../config/index.js";
+import { EngineError } from "../errors.js";
+import { openSnapshotStore } from "../snapshot/store.js";
+import { isAlive, readPidFile } from "../qemu/process.js";
+import { resolveContext } from "./context.js";
+import { Phases, type EventSink } from "./events.js";
+import { ensureRunDir } from "./run-dir.js";
+import { acquireRunLock } from "./run-lock.js";
+import { keyOf } from "./snapshot-key.js";
+import { capture } from "./capture.js";
+
+export async function captureOnly(
+  config: EmulatorConfig,
+  sink: EventSink,
+): Promise<{ key: string; skipped: boolean; timings: Record<string, number> }> {
+  const phases = new Phases(sink);
+  const ctx = await resolveContext(config);
+  ensureRunDir(ctx.paths);
+  const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
+  try {
+    const running = readPidFile(ctx.paths.pidFile);
+    if (running && isAlive(running)) {
+      throw new EngineError("ALREADY_RUNNING", `the emulator is running from ${ctx.paths.dir}`, {
+        hint: "stop it first (hexclave-emulator stop): capture boots its own VM on the same ports",
+      });
+    }
+    const store = openSnapshotStore(config.snapshotDir);
+    const { key, parts } = await keyOf(ctx);
+    if (!config.forceCapture && (await store.lookup(key))) return { key, skipped: true, timings: {} };
+    await capture(ctx, store, key, parts, phases);
+    return { key, skipped: false, timings: phases.timings };
+  } finally {
+    lock.release();
+  }
+}

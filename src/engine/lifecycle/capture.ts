@@ -1,0 +1,80 @@
+/**
+ * Capture: cold-boot the snapshot layout with its disk writes going into a
+ * new layer, wait until every service is healthy and the agent answers,
+ * migrate the state out, quit, and publish the snapshot atomically.
+ */
+import type { SnapshotStore, PublishedSnapshot } from "../snapshot/store.js";
+import type { SnapshotKeyParts } from "../snapshot/key.js";
+import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
+import type { EngineContext } from "./context.js";
+import type { Phases } from "./events.js";
+import { assertPortsFree, launchVm } from "./launch.js";
+import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
+import { forwardedPorts, planFor } from "./plan.js";
+import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
+import { captureState } from "./migrate.js";
+import { writeRuntimeIso, connectAgent } from "./boot.js";
+import { killVm } from "./stop.js";
+import { ENGINE_VERSION } from "../version.js";
+import { waitForExit } from "../qemu/process.js";
+import { EngineError } from "../errors.js";
+
+export async function capture(
+  ctx: EngineContext,
+  store: SnapshotStore,
+  key: string,
+  parts: SnapshotKeyParts,
+  phases: Phases,
+): Promise<PublishedSnapshot> {
+  const { config, paths } = ctx;
+  const writer = await store.begin(key, { force: config.forceCapture });
+  const started = { ...phases.timings };
+  try {
+    const layer = writer.path(SNAPSHOT_FILES.diskLayer);
+    await createOverlay(ctx.qemuImg, layer, config.image, await virtualSize(ctx.qemuImg, config.image));
+    ensurePhantoms(paths.phantoms);
+    // Nothing of the host is attached during capture (a mounted 9p share
+    // blocks migration), so the guest must not try to publish to /host.
+    await writeRuntimeIso(ctx, "");
+    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
+    const ramFile = ctx.strategy === "template" ? writer.path(SNAPSHOT_FILES.ram) : undefined;
+    const plan = planFor(ctx, "capture", { base: config.image, layer }, ramFile);
+    const vm = await phases.run("capture-boot", () => launchVm(ctx.qemu.binary, plan, paths));
+    try {
+      await phases.run("capture-ready", async () => {
+        await waitForHealthy(servicesFor(config), {
+          host: probeHost(config.bindAddress),
+          deadlineMs: config.readyTimeoutSec * 1000,
+        });
+        // The agent must be connected in the guest when captured: the port's
+        // open state is part of the device state.
+        const agent = await connectAgent(ctx, 60_000);
+        agent.close();
+      });
+      const spec = migrationSpec(ctx.strategy, ctx.qemu, writer.dir, plan.cpus);
+      await phases.run("capture-migrate", () => captureState(vm.qmp, spec, 10 * 60_000));
+      await phases.run("capture-quit", async () => {
+        await vm.qmp.execute("quit").catch(() => undefined);
+        // Polls the pid: the child is unref'd, so awaiting its exit event
+        // alone would let Node's event loop drain and exit here.
+        if (!(await waitForExit(vm.pid, 30_000)))
+          throw new EngineError("QEMU_QUIT_TIMEOUT", "QEMU did not exit after quit");
+      });
+      const timings = Object.fromEntries(
+        Object.entries(phases.timings).filter(([k, v]) => v !== started[k] && k.startsWith("capture")),
+      );
+      return await phases.run("capture-publish", () =>
+        writer.publish({
+          manifest: { keyParts: parts, captureTimings: timings, guest: {}, engineVersion: ENGINE_VERSION },
+          files: spec.files,
+        }),
+      );
+    } finally {
+      vm.qmp.close();
+      await killVm(vm.pid);
+    }
+  } catch (err) {
+    await writer.abort().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,51 @@
+/** qcow2 overlays and the small files a layout needs, made with qemu-img. */
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { run } from "../exec.js";
+
+export async function virtualSize(qemuImg: string, image: string): Promise<number> {
+  const { stdout } = await run(qemuImg, ["info", "--output=json", "-U", image], { timeoutMs: 30_000 });
+  return (JSON.parse(stdout) as { "virtual-size": number })["virtual-size"];
+}
+
+/**
+ * A qcow2 overlay on `backing`. Created with -u and an explicit size so the
+ * backing chain need not resolve from the paths recorded inside it (QEMU is
+ * given the chain explicitly at launch).
+ */
+export async function createOverlay(
+  qemuImg: string,
+  path: string,
+  backing: string,
+  size: number,
+): Promise<void> {
+  rmSync(path, { force: true });
+  await run(
+    qemuImg,
+    ["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", path, String(size)],
+    {
+      timeoutMs: 30_000,
+    },
+  );
+}
+
+/** The 1 MiB read-only placeholders in the slots the image's build-time ISOs had. */
+export function ensurePhantoms(paths: readonly [string, string]): void {
+  for (const p of paths) {
+    if (!existsSync(p) || statSync(p).size !== 1024 * 1024)
+      writeFileSync(p, Buffer.alloc(1024 * 1024), { mode: 0o600 });
+  }
+}
+
+/** size:mtime of the base image: a cold overlay is reused only over the same base. */
+export function baseFingerprint(image: string): string {
+  const st = statSync(image);
+  return `${st.size}:${Math.floor(st.mtimeMs)}:${st.ino}`;
+}
+
+export function readFingerprint(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}

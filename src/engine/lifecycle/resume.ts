@@ -1,0 +1,90 @@
+/**
+ * Resume: a fresh session overlay on the snapshot's disk layer, QEMU with
+ * `-incoming defer -S`, the state migrated in, the guest continued, its
+ * clock set, the host share hot-plugged and mounted.
+ */
+import type { PublishedSnapshot } from "../snapshot/store.js";
+import type { GuestAgent } from "../qemu/qga.js";
+import { EngineError } from "../errors.js";
+import type { EngineContext } from "./context.js";
+import type { Phases } from "./events.js";
+import { assertPortsFree, launchVm, type LaunchedVm } from "./launch.js";
+import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
+import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
+import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
+import { resumeState } from "./migrate.js";
+import { connectAgent, vmDirHost, writeRuntimeIso } from "./boot.js";
+import { join } from "node:path";
+
+export const MOUNT_HOST_FS = "/usr/local/bin/mount-host-fs";
+
+/** A failure that says the snapshot itself is bad: it is quarantined. */
+export class SnapshotUnusableError extends EngineError {}
+
+export interface Resumed {
+  vm: LaunchedVm;
+  agent: GuestAgent;
+}
+
+export async function resumeVm(
+  ctx: EngineContext,
+  snapshot: PublishedSnapshot,
+  phases: Phases,
+): Promise<LaunchedVm> {
+  const { config, paths } = ctx;
+  const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
+  await phases.run("resume-prepare", async () => {
+    await createOverlay(ctx.qemuImg, paths.session, layer, await virtualSize(ctx.qemuImg, config.image));
+    ensurePhantoms(paths.phantoms);
+    await writeRuntimeIso(ctx, vmDirHost(ctx));
+    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
+  });
+  const ramFile = ctx.strategy === "template" ? join(snapshot.dir, SNAPSHOT_FILES.ram) : undefined;
+  const plan = planFor(ctx, "resume", { base: config.image, layer, session: paths.session }, ramFile);
+  const vm = await phases.run("resume-launch", () => launchVm(ctx.qemu.binary, plan, paths));
+  const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
+  try {
+    await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000));
+  } catch (err) {
+    throw new SnapshotUnusableError(
+      "SNAPSHOT_RESUME_FAILED",
+      `the snapshot did not load: ${(err as Error).message}`,
+      {
+        hint: "it is quarantined; the next start captures a new one",
+        cause: err,
+      },
+    );
+  }
+  return vm;
+}
+
+/** After the guest runs again: agent, clock, host share. */
+export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: Phases): Promise<GuestAgent> {
+  const agent = await phases.run("agent", () => connectAgent(ctx, 30_000));
+  // The guest clock is behind by the snapshot's age.
+  await phases.run("clock", () => agent.setTime(undefined, { timeoutMs: 10_000 }));
+  const share = hostShareOf(ctx);
+  if (share) {
+    await phases.run("host-share", async () => {
+      await vm.qmp.execute("device_add", {
+        driver: "virtio-9p-pci",
+        id: "hostfs-dev",
+        fsdev: "hostfs",
+        mount_tag: "hostfs",
+        bus: "hostfs-port",
+      });
+      const args = share.path === "/" ? ["--post-resume"] : ["--post-resume", "--path", share.path];
+      const r = await agent.exec(MOUNT_HOST_FS, args, { timeoutMs: 20_000 });
+      if (r.exitCode !== 0) {
+        throw new EngineError(
+          "HOST_SHARE_FAILED",
+          `mount-host-fs exited with ${r.exitCode}: ${r.stderr.toString().trim()}`,
+          {
+            hint: "the guest could not mount the 9p share; see serial.log",
+          },
+        );
+      }
+    });
+  }
+  return agent;
+}

@@ -1,0 +1,201 @@
+/**
+ * start: from a config to a healthy emulator. Resume a valid snapshot when
+ * there is one; with none, capture one first (snapshot=auto/required);
+ * whenever the snapshot path fails, stop, discard the session and cold-boot,
+ * and say which path ran and why.
+ */
+import { describeError, EngineError } from "../errors.js";
+import type { EmulatorConfig } from "../config/index.js";
+import { SERVICE_NAMES, type ServiceName } from "../config/index.js";
+import { openSnapshotStore, type PublishedSnapshot, type SnapshotStore } from "../snapshot/store.js";
+import type { GuestAgent } from "../qemu/qga.js";
+import { isAlive, readPidFile } from "../qemu/process.js";
+import { resolveContext, type EngineContext } from "./context.js";
+import { Phases, silent, type EventSink } from "./events.js";
+import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
+import { acquireRunLock } from "./run-lock.js";
+import { keyOf } from "./snapshot-key.js";
+import { capture } from "./capture.js";
+import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
+import { connectAgent, finishGuest, launchCold } from "./boot.js";
+import { killVm } from "./stop.js";
+import type { LaunchedVm } from "./launch.js";
+import { rmSync } from "node:fs";
+
+export interface StartResult {
+  bootMode: "resume" | "cold";
+  fallbackReason?: string | undefined;
+  snapshotKey?: string | undefined;
+  strategy?: string | undefined;
+  captured: boolean;
+  qemuVersion: string;
+  accelerator: string;
+  acceleratorReason: string;
+  placeholderSecrets: boolean;
+  urls: Record<ServiceName, string>;
+  /** Where the live publishable client key is (mode 0600). */
+  publishableKeyFile: string;
+  timings: Record<string, number>;
+  totalMs: number;
+}
+
+export async function start(config: EmulatorConfig, sink: EventSink = silent): Promise<StartResult> {
+  const t0 = performance.now();
+  const phases = new Phases(sink);
+  const ctx = await phases.run("probe", () => resolveContext(config));
+  ensureRunDir(ctx.paths);
+  const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
+  try {
+    const running = readPidFile(ctx.paths.pidFile);
+    if (running && isAlive(running)) {
+      throw new EngineError(
+        "ALREADY_RUNNING",
+        `an emulator is already running from ${ctx.paths.dir} (pid ${running.pid})`,
+        {
+          hint: "stop it first (hexclave-emulator stop), or use another run directory",
+        },
+      );
+    }
+    phases.info(
+      `QEMU ${ctx.qemu.versionString}, ${ctx.accel.accelerator} (${ctx.accel.reason}), ${ctx.machineType}`,
+    );
+    const outcome = await boot(ctx, phases);
+    const result: StartResult = {
+      ...outcome,
+      qemuVersion: ctx.qemu.versionString,
+      accelerator: ctx.accel.accelerator,
+      acceleratorReason: ctx.accel.reason,
+      urls: urlsOf(config),
+      publishableKeyFile: ctx.paths.internalPck,
+      timings: phases.timings,
+      totalMs: Math.round(performance.now() - t0),
+    };
+    const state: RunState = {
+      bootMode: result.bootMode,
+      layout: result.bootMode,
+      snapshotKey: result.snapshotKey,
+      fallbackReason: result.fallbackReason,
+      qemuBinary: ctx.qemu.binary,
+      qemuVersion: ctx.qemu.versionString,
+      accelerator: ctx.accel.accelerator,
+      bindAddress: config.bindAddress,
+      ports: { ...config.ports },
+      placeholderSecrets: result.placeholderSecrets,
+      startedAt: new Date().toISOString(),
+      timings: result.timings,
+    };
+    writeState(ctx.paths, state);
+    return result;
+  } finally {
+    lock.release();
+  }
+}
+
+type Outcome = Pick<
+  StartResult,
+  "bootMode" | "fallbackReason" | "snapshotKey" | "strategy" | "captured" | "placeholderSecrets"
+>;
+
+async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
+  const { config } = ctx;
+  let fallbackReason: string | undefined;
+  if (config.snapshot !== "never") {
+    const store = openSnapshotStore(config.snapshotDir);
+    await store.sweep().catch(() => undefined);
+    const { key, parts } = await phases.run("snapshot-key", () => keyOf(ctx));
+    let snapshot = config.forceCapture ? undefined : await findSnapshot(store, key, phases);
+    let captured = false;
+    if (!snapshot) {
+      try {
+        phases.info(`no snapshot for ${key}: capturing one (cold boot, then migrate)`);
+        snapshot = await capture(ctx, store, key, parts, phases);
+        captured = true;
+      } catch (err) {
+        if (config.snapshot === "required") throw err;
+        fallbackReason = `capture failed: ${describeError(err)}`;
+      }
+    }
+    if (snapshot) {
+      let vm: LaunchedVm | undefined;
+      try {
+        vm = await resumeVm(ctx, snapshot, phases);
+        const agent = await reattachGuest(ctx, vm, phases);
+        const ready = await finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec);
+        agent.close();
+        vm.qmp.close();
+        return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
+      } catch (err) {
+        if (vm) {
+          vm.qmp.close();
+          await killVm(vm.pid);
+        }
+        rmSync(ctx.paths.session, { force: true });
+        if (err instanceof SnapshotUnusableError) {
+          await store.quarantine(key, describeError(err)).catch(() => undefined);
+        }
+        if (config.snapshot === "required") throw err;
+        fallbackReason = `resume failed: ${describeError(err)}`;
+      }
+    }
+    if (fallbackReason) phases.warn(`${fallbackReason}; falling back to a cold boot`);
+  }
+  const ready = await coldBoot(ctx, phases);
+  return { bootMode: "cold", fallbackReason, captured: false, ...ready };
+}
+
+async function findSnapshot(
+  store: SnapshotStore,
+  key: string,
+  phases: Phases,
+): Promise<PublishedSnapshot | undefined> {
+  const found = await store.examine(key);
+  if (found.state === "invalid") {
+    phases.warn(`snapshot ${key} is invalid (${describeError(found.error)}); quarantining it`);
+    await store.quarantine(key, describeError(found.error));
+    return undefined;
+  }
+  if (found.state !== "published") return undefined;
+  const problem = await store.verify(found.snapshot, { deep: false });
+  if (problem) {
+    phases.warn(`snapshot ${key} is damaged (${describeError(problem)}); quarantining it`);
+    await store.quarantine(key, describeError(problem));
+    return undefined;
+  }
+  return found.snapshot;
+}
+
+/** Cold boot with one retry: a TCG boot with several vCPUs rarely hangs. */
+async function coldBoot(ctx: EngineContext, phases: Phases): Promise<{ placeholderSecrets: boolean }> {
+  for (let attempt = 1; ; attempt++) {
+    const vm = await phases.run("cold-boot", () => launchCold(ctx, phases));
+    let agent: GuestAgent | undefined;
+    try {
+      agent = await phases.run("agent", () => connectAgent(ctx, ctx.config.readyTimeoutSec * 1000));
+      const ready = await finishGuest(ctx, agent, phases, ctx.config.readyTimeoutSec);
+      return ready;
+    } catch (err) {
+      vm.qmp.close();
+      await killVm(vm.pid);
+      if (
+        attempt >= 2 ||
+        !(err instanceof EngineError && (err.code === "HEALTH_TIMEOUT" || err.code.includes("TIMEOUT")))
+      ) {
+        throw err;
+      }
+      phases.warn(`cold boot did not become healthy (${describeError(err)}); retrying once`);
+    } finally {
+      agent?.close();
+      vm.qmp.close();
+    }
+  }
+}
+
+export function urlsOf(config: EmulatorConfig): Record<ServiceName, string> {
+  const host =
+    config.bindAddress === "0.0.0.0" || config.bindAddress === "127.0.0.1" ? "localhost" : config.bindAddress;
+  const h = host.includes(":") ? `[${host}]` : host;
+  return Object.fromEntries(SERVICE_NAMES.map((s) => [s, `http://${h}:${config.ports[s]}`])) as Record<
+    ServiceName,
+    string
+  >;
+}

@@ -1,0 +1,130 @@
+/** Packing a published snapshot into one zstd stream (transport.ts has the overview). */
+import { open, readFile, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { EngineError } from "../errors.js";
+import {
+  encodeExtent,
+  encodeFileEnd,
+  encodeFileStart,
+  encodeHeader,
+  encodeTrailer,
+} from "./archive-format.js";
+import { randomHex } from "./durable.js";
+import { COMPLETE_FILE, MANIFEST_FILE, parseManifest } from "./manifest.js";
+import type { SnapshotManifest } from "./manifest.js";
+import { dataExtents } from "./sparse.js";
+import { zstdCompress } from "./zstd.js";
+
+export interface TransportStats {
+  files: number;
+  /** Sum of apparent file sizes (holes included). */
+  apparentBytes: number;
+  /** Bytes of non-zero data actually carried. */
+  dataBytes: number;
+  /** Size of the archive. */
+  compressedBytes: number;
+  ms: number;
+}
+
+export interface PackOptions {
+  /** zstd level, 1-3 are the fast ones (default 3). */
+  level?: number;
+  /** zstd worker threads, 0 = one per core (default). */
+  threads?: number;
+}
+
+/** Pack a published snapshot directory into `outFile` (written under a temporary name, then renamed). */
+export async function packSnapshot(
+  snapshotDir: string,
+  outFile: string,
+  options: PackOptions = {},
+): Promise<TransportStats> {
+  const started = performance.now();
+  const manifest = await readPublishedManifest(snapshotDir);
+  const names = [MANIFEST_FILE, ...manifest.files.map((f) => f.name)];
+  const stats: TransportStats = {
+    files: names.length,
+    apparentBytes: 0,
+    dataBytes: 0,
+    compressedBytes: 0,
+    ms: 0,
+  };
+  const tmp = `${outFile}.tmp-${randomHex()}`;
+
+  async function* frames(): AsyncGenerator<Buffer> {
+    yield encodeHeader(names.length);
+    for (const name of names) {
+      const fh = await open(join(snapshotDir, name), "r");
+      try {
+        const size = (await fh.stat()).size;
+        const expected = manifest.files.find((f) => f.name === name)?.bytes;
+        if (expected !== undefined && expected !== size) {
+          throw new EngineError(
+            "SNAPSHOT_CORRUPT",
+            `${name} is ${size} bytes, the manifest says ${expected}`,
+            {
+              hint: "verify the snapshot before packing it",
+            },
+          );
+        }
+        stats.apparentBytes += size;
+        yield encodeFileStart(name, size);
+        let fileData = 0;
+        for await (const e of dataExtents(fh, size)) {
+          yield encodeExtent(e.offset, e.data.length);
+          yield e.data;
+          fileData += e.data.length;
+        }
+        stats.dataBytes += fileData;
+        yield encodeFileEnd(fileData);
+      } finally {
+        await fh.close();
+      }
+    }
+    yield encodeTrailer(names.length, stats.dataBytes);
+  }
+
+  const z = zstdCompress(tmp, { level: options.level ?? 3, threads: options.threads ?? 0 });
+  try {
+    const fed = pipeline(Readable.from(frames()), z.stdin).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const [feedError, result] = await Promise.all([fed, z.done]);
+    if (feedError instanceof EngineError) throw feedError;
+    if (!result.ok) {
+      throw new EngineError("ZSTD_FAILED", `zstd could not compress ${snapshotDir}: ${result.message}`, {
+        hint: "check free space where the archive is written",
+      });
+    }
+    if (feedError) {
+      throw new EngineError("SNAPSHOT_PACK_FAILED", `packing ${snapshotDir} failed: ${String(feedError)}`, {
+        hint: "the snapshot changed or became unreadable while it was packed: verify it",
+        cause: feedError,
+      });
+    }
+    stats.compressedBytes = (await stat(tmp)).size;
+    await rename(tmp, outFile);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  stats.ms = Math.round(performance.now() - started);
+  return stats;
+}
+
+async function readPublishedManifest(dir: string): Promise<SnapshotManifest> {
+  try {
+    await stat(join(dir, COMPLETE_FILE));
+  } catch (err) {
+    throw new EngineError("SNAPSHOT_INCOMPLETE", `${dir} is not a published snapshot (no ${COMPLETE_FILE})`, {
+      hint: "only pack snapshots the store published",
+      cause: err,
+    });
+  }
+  const manifest = parseManifest(await readFile(join(dir, MANIFEST_FILE), "utf8"));
+  if (manifest instanceof EngineError) throw manifest;
+  return manifest;
+}

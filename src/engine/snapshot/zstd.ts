@@ -1,0 +1,76 @@
+/**
+ * The zstd CLI, the only process this folder spawns. Data flows through
+ * pipes: nothing is ever held whole in memory.
+ */
+import type { Readable, Writable } from "node:stream";
+import { execa } from "execa";
+import { EngineError } from "../errors.js";
+
+export interface ZstdOutcome {
+  ok: boolean;
+  /** What zstd printed on stderr (with -q it prints only errors), else how it ended. */
+  message: string;
+  /** zstd itself reported an error on stderr. */
+  complained: boolean;
+}
+
+export interface ZstdCompressor {
+  stdin: Writable;
+  done: Promise<ZstdOutcome>;
+}
+
+export interface ZstdDecompressor {
+  stdout: Readable;
+  /** The consumer gave up: end the process unless it already finished its output. */
+  stop(): void;
+  done: Promise<ZstdOutcome>;
+}
+
+/** `zstd -T<threads> -<level>`: multi-threaded compression of stdin into `outFile`. */
+export function zstdCompress(
+  outFile: string,
+  { level, threads }: { level: number; threads: number },
+): ZstdCompressor {
+  const sub = execa("zstd", ["-q", "-f", `-T${threads}`, `-${level}`, "-o", outFile], {
+    stdin: "pipe",
+    stdout: "ignore",
+    stderr: "pipe",
+    reject: false,
+  });
+  return { stdin: sub.stdin, done: sub.then(outcome) };
+}
+
+/** `zstd -d` of `archive` (fed on stdin) to a stdout stream the caller must consume. */
+export function zstdDecompress(archive: string): ZstdDecompressor {
+  const sub = execa("zstd", ["-q", "-d", "-c"], {
+    stdin: { file: archive },
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: { stdout: false, stderr: true },
+    reject: false,
+  });
+  const stop = (): void => {
+    // After end of output zstd is exiting by itself; a signal then would only blur its exit status.
+    if (!sub.stdout.readableEnded) sub.kill();
+    sub.stdout.destroy();
+  };
+  return { stdout: sub.stdout, stop, done: sub.then(outcome) };
+}
+
+function outcome(r: {
+  failed: boolean;
+  code?: string;
+  stderr?: unknown;
+  shortMessage?: string;
+}): ZstdOutcome {
+  const stderr = typeof r.stderr === "string" ? r.stderr.trim() : "";
+  if (!r.failed) return { ok: true, message: stderr, complained: stderr !== "" };
+  if (r.code === "ENOENT") throw zstdMissing();
+  return { ok: false, message: stderr || r.shortMessage || "zstd failed", complained: stderr !== "" };
+}
+
+export function zstdMissing(): EngineError {
+  return new EngineError("ZSTD_NOT_FOUND", "the zstd command is not installed", {
+    hint: "install zstd (apt-get install zstd, brew install zstd)",
+  });
+}

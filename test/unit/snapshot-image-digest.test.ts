@@ -1,0 +1,101 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { appendFile, readFile, rename, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { EngineError } from "../../src/engine/errors.js";
+import { imageDigest } from "../../src/engine/snapshot/image-digest.js";
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), "hxe-digest-"));
+  const image = join(dir, "base.qcow2");
+  const hashed: string[] = [];
+  const opts = { cacheDir: join(dir, "cache"), onHash: (p: string) => hashed.push(p) };
+  return { dir, image, hashed, opts };
+}
+
+const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+describe("image digest", () => {
+  it("is the sha256 of the file's content", async () => {
+    const { image, opts } = setup();
+    const content = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    await writeFile(image, content);
+    expect(await imageDigest(image, opts)).toBe(sha(content));
+  });
+
+  it("is computed once: a second call answers from the cache without reading the file", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "image v1");
+    const first = await imageDigest(image, opts);
+    const second = await imageDigest(image, opts);
+    expect(second).toBe(first);
+    expect(hashed).toHaveLength(1);
+  });
+
+  it("shares the cache entry between paths that resolve to the same file", async () => {
+    const { dir, image, hashed, opts } = setup();
+    await writeFile(image, "image v1");
+    await symlink(image, join(dir, "link.qcow2"));
+    await imageDigest(image, opts);
+    await imageDigest(join(dir, "link.qcow2"), opts);
+    expect(hashed).toHaveLength(1);
+  });
+
+  it("recomputes when the size changes", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "image v1");
+    await imageDigest(image, opts);
+    await appendFile(image, "+more");
+    expect(await imageDigest(image, opts)).toBe(sha("image v1+more"));
+    expect(hashed).toHaveLength(2);
+  });
+
+  it("recomputes when only the mtime changes (same size, same inode)", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "image v1");
+    await imageDigest(image, opts);
+    const before = await stat(image);
+    await writeFile(image, "image v2"); // same length, same inode
+    await utimes(image, before.atime, new Date(before.mtimeMs + 5000));
+    expect(await imageDigest(image, opts)).toBe(sha("image v2"));
+    expect(hashed).toHaveLength(2);
+  });
+
+  it("recomputes when the file is replaced by another inode", async () => {
+    const { dir, image, hashed, opts } = setup();
+    const when = new Date("2025-01-01T00:00:00Z");
+    await writeFile(image, "image v1");
+    await utimes(image, when, when);
+    await imageDigest(image, opts);
+    const other = join(dir, "new.qcow2");
+    await writeFile(other, "image v3");
+    await utimes(other, when, when);
+    const [a, b] = [await stat(image), await stat(other)];
+    expect([b.size, b.mtimeMs]).toEqual([a.size, a.mtimeMs]); // only the inode differs
+    expect(b.ino).not.toBe(a.ino);
+    await rename(other, image);
+    expect(await imageDigest(image, opts)).toBe(sha("image v3"));
+    expect(hashed).toHaveLength(2);
+  });
+
+  it("treats a damaged cache file as empty and rewrites it", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "image v1");
+    await imageDigest(image, opts);
+    await writeFile(join(opts.cacheDir, "image-digests.json"), "{not json");
+    expect(await imageDigest(image, opts)).toBe(sha("image v1"));
+    expect(JSON.parse(await readFile(join(opts.cacheDir, "image-digests.json"), "utf8"))).toMatchObject({
+      version: 1,
+    });
+    expect(hashed).toHaveLength(2);
+  });
+
+  it("fails with IMAGE_NOT_FOUND for a missing image", async () => {
+    const { dir, opts } = setup();
+    const err = await imageDigest(join(dir, "nope.qcow2"), opts).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect((err as EngineError).code).toBe("IMAGE_NOT_FOUND");
+  });
+});

@@ -1,0 +1,219 @@
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { open, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { EngineError } from "../../src/engine/errors.js";
+import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
+import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
+import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
+import { packSnapshot, unpackSnapshot } from "../../src/engine/snapshot/transport.js";
+
+const MiB = 1024 * 1024;
+const RAM_BYTES = 256 * MiB;
+const SMALL = 16 * MiB;
+
+function keyParts(): SnapshotKeyParts {
+  return {
+    formatVersion: SNAPSHOT_FORMAT_VERSION,
+    arch: "amd64",
+    accelerator: "kvm",
+    qemuVersion: "10.0.13",
+    machineType: "pc-q35-10.0",
+    cpuModel: "host",
+    cpuFingerprint: "c0ffee",
+    ramMiB: 256,
+    cpus: 2,
+    imageDigest: "12".repeat(32),
+    layoutHash: "lh",
+    strategy: "template",
+    hostPorts: { dashboard: 8101, backend: 8102, minio: 8103, inbucket: 8104, mockOauth: 8105 },
+    portPrefix: "81",
+  };
+}
+
+const sha256 = async (path: string) =>
+  createHash("sha256")
+    .update(await readFile(path))
+    .digest("hex");
+
+/**
+ * A published snapshot whose RAM file is 256 MiB apparent (by default) with 4
+ * MiB of data (random and text, some runs not page aligned), plus small
+ * device state. The failure tests use a smaller one: they are about errors.
+ */
+async function publishedSnapshot(ramBytes = RAM_BYTES) {
+  const base = mkdtempSync(join(tmpdir(), "hxe-transport-"));
+  const store = openSnapshotStore(join(base, "a"));
+  const parts = keyParts();
+  const w = await store.begin(snapshotKey(parts));
+  const ram = await open(w.path("ram"), "w");
+  await ram.truncate(ramBytes);
+  const text = Buffer.alloc(MiB, "guest page: hello hexclave ");
+  await ram.write(randomBytes(MiB), 0, MiB, 0);
+  await ram.write(text, 0, MiB, ramBytes / 8 + MiB);
+  await ram.write(randomBytes(MiB), 0, MiB, ramBytes / 2 + 12_345); // straddles blocks, unaligned
+  await ram.write(text, 0, MiB - 1, ramBytes - MiB + 1); // up to the very last byte
+  await ram.close();
+  await writeFile(w.path("device-state"), randomBytes(200_000));
+  const snap = await w.publish({
+    manifest: { keyParts: parts, captureTimings: {}, guest: {}, engineVersion: "0.1.0" },
+    files: [
+      { name: "device-state", role: "device-state" },
+      { name: "ram", role: "ram" },
+    ],
+  });
+  return { base, snap, dest: join(base, "b", snap.key) };
+}
+
+async function failure(p: Promise<unknown>): Promise<EngineError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(EngineError);
+  return err as EngineError;
+}
+
+/** Nothing at the destination, no temporary dir, no lock left behind. */
+function expectNothingLeft(dest: string): void {
+  expect(existsSync(dest)).toBe(false);
+  const root = join(dest, "..");
+  if (!existsSync(root)) return;
+  expect(readdirSync(root).filter((n) => n !== ".locks")).toEqual([]);
+  if (existsSync(join(root, ".locks"))) expect(readdirSync(join(root, ".locks"))).toEqual([]);
+}
+
+describe("snapshot transport", () => {
+  it("round-trips a sparse RAM file: same content, holes kept, archive a fraction of the apparent size", async () => {
+    const { base, snap, dest } = await publishedSnapshot(RAM_BYTES);
+    const archive = join(base, "snap.hxs.zst");
+    const packed = await packSnapshot(snap.dir, archive);
+    expect(packed.files).toBe(3); // manifest.json + 2
+    expect(packed.apparentBytes).toBeGreaterThan(RAM_BYTES);
+    expect(packed.dataBytes).toBeLessThan(5 * MiB);
+    expect(packed.compressedBytes).toBe((await stat(archive)).size);
+    expect(packed.compressedBytes).toBeLessThan(RAM_BYTES / 40);
+
+    const { snapshot, stats } = await unpackSnapshot(archive, dest);
+    expect(snapshot.dir).toBe(dest);
+    expect(snapshot.manifest).toEqual(snap.manifest);
+    expect(stats).toMatchObject({
+      files: 3,
+      dataBytes: packed.dataBytes,
+      compressedBytes: packed.compressedBytes,
+    });
+    for (const f of snap.manifest.files) expect(await sha256(join(dest, f.name))).toBe(f.sha256);
+
+    const ram = await stat(join(dest, "ram"));
+    expect(ram.size).toBe(RAM_BYTES);
+    const allocated = ram.blocks * 512;
+    expect(allocated).toBeLessThan(8 * MiB); // ~4 MiB of data, not 256 MiB of written zeros
+    expect(allocated).toBeGreaterThanOrEqual(4 * MiB - 4096);
+
+    const store = openSnapshotStore(join(base, "b"));
+    expect(await store.lookup(snap.key)).toBeDefined();
+    expect(await store.verify(snapshot, { deep: true })).toBeUndefined();
+  });
+
+  it("makes a fully written file with zero pages sparse on the way through", async () => {
+    const base = mkdtempSync(join(tmpdir(), "hxe-transport-"));
+    const store = openSnapshotStore(join(base, "a"));
+    const parts = keyParts();
+    const w = await store.begin(snapshotKey(parts));
+    const content = Buffer.alloc(16 * MiB); // written zeros: allocated on disk
+    randomBytes(MiB).copy(content, 5 * MiB);
+    await writeFile(w.path("ram"), content);
+    const snap = await w.publish({
+      manifest: { keyParts: parts, captureTimings: {}, guest: {}, engineVersion: "0.1.0" },
+      files: [{ name: "ram", role: "ram" }],
+    });
+    expect((await stat(join(snap.dir, "ram"))).blocks * 512).toBeGreaterThanOrEqual(16 * MiB);
+    await packSnapshot(snap.dir, join(base, "a.zst"));
+    const { snapshot } = await unpackSnapshot(join(base, "a.zst"), join(base, "b", snap.key));
+    const ram = await stat(join(snapshot.dir, "ram"));
+    expect(ram.blocks * 512).toBeLessThan(2 * MiB);
+    expect(await sha256(join(snapshot.dir, "ram"))).toBe(snap.manifest.files[0]!.sha256);
+  });
+
+  it("rejects a corrupted archive with a clear error and leaves nothing at the destination", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    const fh = await open(archive, "r+");
+    const size = (await fh.stat()).size;
+    await fh.write(randomBytes(64), 0, 64, Math.floor(size / 2));
+    await fh.close();
+    const err = await failure(unpackSnapshot(archive, dest));
+    expect(err.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(err.message).toContain(archive);
+    expect(err.hint).toBeTruthy();
+    expectNothingLeft(dest);
+  });
+
+  it("rejects a truncated archive and leaves nothing at the destination", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    const bytes = await readFile(archive);
+    await writeFile(archive, bytes.subarray(0, Math.floor(bytes.length * 0.7)));
+    expect((await failure(unpackSnapshot(archive, dest))).code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expectNothingLeft(dest);
+  });
+
+  it("rejects a file that is not an archive: not zstd, or zstd of something else", async () => {
+    const { base, snap } = await publishedSnapshot(SMALL);
+    const dest = join(base, "b", snap.key);
+    const junk = join(base, "junk");
+    await writeFile(junk, "hello, not zstd at all");
+    expect((await failure(unpackSnapshot(junk, dest))).message).toMatch(/zstd/i);
+    expectNothingLeft(dest);
+    execFileSync("zstd", ["-q", "-f", junk, "-o", `${junk}.zst`]);
+    expect((await failure(unpackSnapshot(`${junk}.zst`, dest))).message).toMatch(/bad magic/);
+    expectNothingLeft(dest);
+    expect((await failure(unpackSnapshot(join(base, "missing.zst"), dest))).message).toMatch(
+      /does not exist/,
+    );
+  });
+
+  it("rejects an archive whose data does not match its manifest checksums", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const fh = await open(join(snap.dir, "ram"), "r+"); // silent corruption after publish: same size
+    await fh.write(Buffer.from([0xff]), 0, 1, MiB + 10);
+    await fh.close();
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    const err = await failure(unpackSnapshot(archive, dest));
+    expect(err.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(err.message).toMatch(/ram checksum-mismatch/);
+    expectNothingLeft(dest);
+  });
+
+  it("refuses to unpack under a different key than the archive's manifest", async () => {
+    const { base, snap } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    const dest = join(base, "b", "hxe-v1-amd64-kvm-q10.0.13-000000000000000000000000");
+    expect((await failure(unpackSnapshot(archive, dest))).message).toMatch(/manifest is for/);
+    expectNothingLeft(dest);
+  });
+
+  it("does not replace a published snapshot unless forced", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    await unpackSnapshot(archive, dest);
+    expect((await failure(unpackSnapshot(archive, dest))).code).toBe("SNAPSHOT_EXISTS");
+    const { snapshot } = await unpackSnapshot(archive, dest, { force: true });
+    expect(snapshot.dir).toBe(dest);
+  });
+
+  it("refuses to pack a directory that was never published", async () => {
+    const { base, snap } = await publishedSnapshot(SMALL);
+    await unlink(join(snap.dir, "COMPLETE"));
+    expect((await failure(packSnapshot(snap.dir, join(base, "x.zst")))).code).toBe("SNAPSHOT_INCOMPLETE");
+    expect(existsSync(join(base, "x.zst"))).toBe(false);
+  });
+});
