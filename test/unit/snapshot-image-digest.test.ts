@@ -1,14 +1,23 @@
 import { createHash } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { appendFile, readFile, rename, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { appendFile, readFile, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
 import { imageDigest } from "../../src/engine/snapshot/image-digest.js";
 
+const made: string[] = [];
+/** A fresh directory under os.tmpdir(), removed after the file's tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+afterAll(() => Promise.all(made.map((d) => rm(d, { recursive: true, force: true }))));
+
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), "hxe-digest-"));
+  const dir = tempDir("hxe-digest-");
   const image = join(dir, "base.qcow2");
   const hashed: string[] = [];
   const opts = { cacheDir: join(dir, "cache"), onHash: (p: string) => hashed.push(p) };

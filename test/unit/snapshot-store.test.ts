@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { cp, mkdir, open, readdir, readFile, truncate, unlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, open, readFile, readdir, rm, truncate, unlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
@@ -14,6 +14,15 @@ import type { SnapshotStore, StoreEvent } from "../../src/engine/snapshot/store.
 import { SnapshotCorruptError } from "../../src/engine/snapshot/verify.js";
 import type { SnapshotWriter } from "../../src/engine/snapshot/writer.js";
 import { REPO_ROOT } from "../support/tools.js";
+
+const made: string[] = [];
+/** A fresh directory under os.tmpdir(), removed after the file's tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+afterAll(() => Promise.all(made.map((d) => rm(d, { recursive: true, force: true }))));
 
 function keyParts(ramMiB = 4096): SnapshotKeyParts {
   return {
@@ -35,7 +44,7 @@ function keyParts(ramMiB = 4096): SnapshotKeyParts {
 }
 
 function newStore() {
-  const root = join(mkdtempSync(join(tmpdir(), "hxe-store-")), "snapshots");
+  const root = join(tempDir("hxe-store-"), "snapshots");
   const events: StoreEvent[] = [];
   const store = openSnapshotStore(root, { onEvent: (e) => events.push(e) });
   return { root, store, events };
@@ -81,7 +90,7 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 
 /** A child process that begins a writer, writes part of a capture, says "ready" and waits to be killed. */
 async function crashedWriter(root: string, key: string): Promise<number> {
-  const script = join(mkdtempSync(join(tmpdir(), "hxe-child-")), "writer.mjs");
+  const script = join(tempDir("hxe-child-"), "writer.mjs");
   const storeUrl = pathToFileURL(join(REPO_ROOT, "src/engine/snapshot/store.ts")).href;
   await writeFile(
     script,

@@ -1,15 +1,24 @@
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { open, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { open, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
 import { packSnapshot, unpackSnapshot } from "../../src/engine/snapshot/transport.js";
+
+const made: string[] = [];
+/** A fresh directory under os.tmpdir(), removed after the file's tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+afterAll(() => Promise.all(made.map((d) => rm(d, { recursive: true, force: true }))));
 
 const MiB = 1024 * 1024;
 const RAM_BYTES = 256 * MiB;
@@ -45,7 +54,7 @@ const sha256 = async (path: string) =>
  * device state. The failure tests use a smaller one: they are about errors.
  */
 async function publishedSnapshot(ramBytes = RAM_BYTES) {
-  const base = mkdtempSync(join(tmpdir(), "hxe-transport-"));
+  const base = tempDir("hxe-transport-");
   const store = openSnapshotStore(join(base, "a"));
   const parts = keyParts();
   const w = await store.begin(snapshotKey(parts));
@@ -96,6 +105,7 @@ describe("snapshot transport", () => {
     expect(packed.dataBytes).toBeLessThan(5 * MiB);
     expect(packed.compressedBytes).toBe((await stat(archive)).size);
     expect(packed.compressedBytes).toBeLessThan(RAM_BYTES / 40);
+    if (packed.holeMap === "seek") expect(packed.readBytes).toBeLessThan(8 * MiB); // holes were not read
 
     const { snapshot, stats } = await unpackSnapshot(archive, dest);
     expect(snapshot.dir).toBe(dest);
@@ -118,8 +128,18 @@ describe("snapshot transport", () => {
     expect(await store.verify(snapshot, { deep: true })).toBeUndefined();
   });
 
+  it("produces the same snapshot when the holes are found by reading every byte", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL * 2);
+    const packed = await packSnapshot(snap.dir, join(base, "all.zst"), { seekHoles: false, level: 1 });
+    expect(packed.holeMap).toBe("read-all");
+    expect(packed.readBytes).toBe(packed.apparentBytes);
+    const { snapshot } = await unpackSnapshot(join(base, "all.zst"), dest);
+    for (const f of snap.manifest.files) expect(await sha256(join(snapshot.dir, f.name))).toBe(f.sha256);
+    expect((await stat(join(dest, "ram"))).blocks * 512).toBeLessThan(8 * MiB);
+  });
+
   it("makes a fully written file with zero pages sparse on the way through", async () => {
-    const base = mkdtempSync(join(tmpdir(), "hxe-transport-"));
+    const base = tempDir("hxe-transport-");
     const store = openSnapshotStore(join(base, "a"));
     const parts = keyParts();
     const w = await store.begin(snapshotKey(parts));

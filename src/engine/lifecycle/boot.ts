@@ -14,7 +14,14 @@ import { existsSync } from "node:fs";
 
 export async function writeRuntimeIso(ctx: EngineContext, vmDirHost: string): Promise<void> {
   const base = ctx.config.baseEnvFile ? readFileSync(ctx.config.baseEnvFile, "utf8") : "";
-  await writeIso(ctx.paths.runtimeIso, runtimeConfigIsoSpec(runtimeEnv(ctx.config, vmDirHost), base));
+  const share = hostShareOf(ctx);
+  const env = {
+    ...runtimeEnv(ctx.config, vmDirHost),
+    // Where the share appears under /host, so absolute host paths keep working
+    // (an extension of the contract; images that do not know it mount at /host).
+    STACK_EMULATOR_HOST_SHARE_PATH: share && share.path !== "/" ? share.path : "",
+  };
+  await writeIso(ctx.paths.runtimeIso, runtimeConfigIsoSpec(env, base));
 }
 
 /** The run dir as the guest sees it under /host, when the share covers it. */

@@ -21,6 +21,8 @@ import { connectAgent, finishGuest, launchCold } from "./boot.js";
 import { killVm } from "./stop.js";
 import type { LaunchedVm } from "./launch.js";
 import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { sha256File } from "../snapshot/hash.js";
 
 export interface StartResult {
   bootMode: "resume" | "cold";
@@ -103,9 +105,19 @@ async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
     const store = openSnapshotStore(config.snapshotDir);
     await store.sweep().catch(() => undefined);
     const { key, parts } = await phases.run("snapshot-key", () => keyOf(ctx));
-    let snapshot = config.forceCapture ? undefined : await findSnapshot(store, key, phases);
+    const lookup: Lookup = config.forceCapture ? { state: "absent" } : await findSnapshot(store, key, phases);
+    let snapshot = lookup.state === "ok" ? lookup.snapshot : undefined;
     let captured = false;
-    if (!snapshot) {
+    if (lookup.state === "unusable") {
+      // Nothing of a bad snapshot is trusted, and this start does not pay for
+      // a new capture: it cold-boots; the next start captures afresh.
+      if (config.snapshot === "required") {
+        throw new EngineError("SNAPSHOT_UNUSABLE", lookup.reason, {
+          hint: "run hexclave-emulator capture, or use snapshot=auto",
+        });
+      }
+      fallbackReason = lookup.reason;
+    } else if (!snapshot) {
       try {
         phases.info(`no snapshot for ${key}: capturing one (cold boot, then migrate)`);
         snapshot = await capture(ctx, store, key, parts, phases);
@@ -143,25 +155,43 @@ async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
   return { bootMode: "cold", fallbackReason, captured: false, ...ready };
 }
 
-async function findSnapshot(
-  store: SnapshotStore,
-  key: string,
-  phases: Phases,
-): Promise<PublishedSnapshot | undefined> {
+type Lookup =
+  { state: "absent" } | { state: "unusable"; reason: string } | { state: "ok"; snapshot: PublishedSnapshot };
+
+/**
+ * A snapshot is trusted only when its manifest parses and matches the key,
+ * every file has its recorded size, and the small files (device state, disk
+ * layer) match their checksums. The RAM file is checked by size here and by
+ * checksum when restored from a cache (reading GiBs on every start would
+ * cost more than the resume). Anything else is quarantined.
+ */
+async function findSnapshot(store: SnapshotStore, key: string, phases: Phases): Promise<Lookup> {
   const found = await store.examine(key);
-  if (found.state === "invalid") {
-    phases.warn(`snapshot ${key} is invalid (${describeError(found.error)}); quarantining it`);
-    await store.quarantine(key, describeError(found.error));
-    return undefined;
+  let reason: string | undefined;
+  if (found.state === "invalid") reason = `snapshot ${key} is invalid: ${describeError(found.error)}`;
+  if (found.state !== "published") {
+    if (!reason) return { state: "absent" };
+  } else {
+    const problem = await store.verify(found.snapshot, { deep: false });
+    if (problem) reason = `snapshot ${key} is damaged: ${describeError(problem)}`;
+    else reason = await checkSmallFiles(found.snapshot);
+    if (!reason) return { state: "ok", snapshot: found.snapshot };
   }
-  if (found.state !== "published") return undefined;
-  const problem = await store.verify(found.snapshot, { deep: false });
-  if (problem) {
-    phases.warn(`snapshot ${key} is damaged (${describeError(problem)}); quarantining it`);
-    await store.quarantine(key, describeError(problem));
-    return undefined;
+  phases.warn(`${reason}; quarantining it`);
+  await store.quarantine(key, reason).catch(() => undefined);
+  return { state: "unusable", reason };
+}
+
+const SMALL_FILE_BYTES = 256 * 1024 * 1024;
+
+async function checkSmallFiles(snapshot: PublishedSnapshot): Promise<string | undefined> {
+  for (const f of snapshot.manifest.files) {
+    if (f.role === "ram" || f.bytes > SMALL_FILE_BYTES) continue;
+    const actual = await sha256File(join(snapshot.dir, f.name));
+    if (actual.sha256 !== f.sha256)
+      return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum`;
   }
-  return found.snapshot;
+  return undefined;
 }
 
 /** Cold boot with one retry: a TCG boot with several vCPUs rarely hangs. */

@@ -34,3 +34,30 @@ export async function readFully(
   }
   return done;
 }
+
+/** A piece of a file at most BLOCK long: data to read, or a hole known to read as zeros. */
+export interface Segment {
+  offset: number;
+  length: number;
+  hole: boolean;
+}
+
+/** Cut [0, size) into segments along `ranges` (sorted, disjoint data ranges). */
+export function* segments(
+  ranges: readonly { start: number; end: number }[],
+  size: number,
+): Generator<Segment> {
+  let pos = 0;
+  const emit = function* (end: number, hole: boolean): Generator<Segment> {
+    while (pos < end) {
+      const length = Math.min(BLOCK, end - pos);
+      yield { offset: pos, length, hole };
+      pos += length;
+    }
+  };
+  for (const r of ranges) {
+    yield* emit(Math.min(r.start, size), true);
+    yield* emit(Math.min(r.end, size), false);
+  }
+  yield* emit(size, true);
+}

@@ -33,4 +33,4 @@ export { SnapshotCorruptError } from "./verify.js";
 export type { FileProblem, VerifyOptions } from "./verify.js";
 export type { LockHolder } from "./lock.js";
 export { packSnapshot, unpackSnapshot } from "./transport.js";
-export type { PackOptions, TransportStats, UnpackOptions, UnpackResult } from "./transport.js";
+export type { PackOptions, PackStats, TransportStats, UnpackOptions, UnpackResult } from "./transport.js";

@@ -14,6 +14,7 @@ import {
 import { randomHex } from "./durable.js";
 import { COMPLETE_FILE, MANIFEST_FILE, parseManifest } from "./manifest.js";
 import type { SnapshotManifest } from "./manifest.js";
+import { MIN_SIZE_FOR_SEEK, dataMap } from "./holes.js";
 import { dataExtents } from "./sparse.js";
 import { zstdCompress } from "./zstd.js";
 
@@ -28,11 +29,20 @@ export interface TransportStats {
   ms: number;
 }
 
+export interface PackStats extends TransportStats {
+  /** Bytes read from the snapshot files: the data ranges, not the holes. */
+  readBytes: number;
+  /** How the data ranges were found: "seek" for all big files, else "read-all" (see holes.ts). */
+  holeMap: "seek" | "read-all";
+}
+
 export interface PackOptions {
   /** zstd level, 1-3 are the fast ones (default 3). */
   level?: number;
   /** zstd worker threads, 0 = one per core (default). */
   threads?: number;
+  /** Ask the file system where the holes are (default true); false reads every byte. */
+  seekHoles?: boolean;
 }
 
 /** Pack a published snapshot directory into `outFile` (written under a temporary name, then renamed). */
@@ -40,16 +50,18 @@ export async function packSnapshot(
   snapshotDir: string,
   outFile: string,
   options: PackOptions = {},
-): Promise<TransportStats> {
+): Promise<PackStats> {
   const started = performance.now();
   const manifest = await readPublishedManifest(snapshotDir);
   const names = [MANIFEST_FILE, ...manifest.files.map((f) => f.name)];
-  const stats: TransportStats = {
+  const stats: PackStats = {
     files: names.length,
     apparentBytes: 0,
     dataBytes: 0,
     compressedBytes: 0,
     ms: 0,
+    readBytes: 0,
+    holeMap: "seek",
   };
   const tmp = `${outFile}.tmp-${randomHex()}`;
 
@@ -70,9 +82,15 @@ export async function packSnapshot(
           );
         }
         stats.apparentBytes += size;
+        const map =
+          options.seekHoles === false
+            ? { ranges: [{ start: 0, end: size }], method: "read-all" as const }
+            : await dataMap(join(snapshotDir, name), size);
+        if (map.method === "read-all" && size >= MIN_SIZE_FOR_SEEK) stats.holeMap = "read-all";
+        stats.readBytes += map.ranges.reduce((n, r) => n + r.end - r.start, 0);
         yield encodeFileStart(name, size);
         let fileData = 0;
-        for await (const e of dataExtents(fh, size)) {
+        for await (const e of dataExtents(fh, size, map.ranges)) {
           yield encodeExtent(e.offset, e.data.length);
           yield e.data;
           fileData += e.data.length;

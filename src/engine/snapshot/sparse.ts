@@ -1,21 +1,17 @@
 /**
  * Finding the data in a mostly-empty file (a guest RAM file: 4 GiB apparent,
- * a few hundred MiB written).
- *
- * Why zero detection and not SEEK_DATA/SEEK_HOLE: Node has no lseek binding;
- * the CLI stand-ins are not faithful or not everywhere (`filefrag` is
- * e2fsprogs, Linux only, FIEMAP is unsupported on tmpfs and overlay lower
- * layers, and reports unwritten preallocated extents that read as zeros;
- * python3/perl are not guaranteed and SEEK_DATA's value differs between Linux
- * (3) and macOS (4)). Reading 1 MiB blocks and skipping all-zero 4 KiB pages is
- * correct on every file system and OS, also finds pages the guest zeroed (a
- * non-sparse or streamed RAM file), and holes cost no disk IO: the kernel
- * hands back zero pages (about 10 GiB/s here, see block-io.ts). The price is
- * CPU to read and compare the holes, well below what zstd and sha256 spend on
- * the same file.
+ * a few hundred MiB written), in two steps that are each correct alone:
+ * holes.ts asks the file system which ranges may hold data (SEEK_DATA /
+ * SEEK_HOLE; the whole file when it cannot), and only those ranges are read;
+ * then every 4 KiB page read is compared with zeros and all-zero pages are
+ * skipped too. The comparison catches what the file system cannot know (pages
+ * the guest zeroed, a RAM file that was copied without holes) and is the
+ * whole mechanism where no hole map is available: reading a hole is never
+ * wrong, only slower (see holes.ts for the measurements).
  */
 import type { FileHandle } from "node:fs/promises";
-import { BLOCK, blockBuffer, readFully } from "./block-io.js";
+import { BLOCK, blockBuffer, readFully, segments } from "./block-io.js";
+import type { ByteRange } from "./holes.js";
 
 /** Zero-detection granularity: the guest page size on x86-64 and most arm64 kernels. */
 const PAGE = 4096;
@@ -27,13 +23,22 @@ export interface DataExtent {
   data: Buffer;
 }
 
-/** The non-zero extents of `fh`'s first `size` bytes, in offset order, at most BLOCK long each. */
-export async function* dataExtents(fh: FileHandle, size: number): AsyncGenerator<DataExtent> {
+/**
+ * The non-zero extents of `fh`'s first `size` bytes, in offset order, at most
+ * BLOCK long each. Only `ranges` are read (a DataMap from holes.ts); within
+ * them, all-zero 4 KiB pages are skipped too.
+ */
+export async function* dataExtents(
+  fh: FileHandle,
+  size: number,
+  ranges: readonly ByteRange[],
+): AsyncGenerator<DataExtent> {
   const buf = blockBuffer();
-  for (let pos = 0; pos < size; pos += BLOCK) {
-    const want = Math.min(BLOCK, size - pos);
-    const got = await readFully(fh, buf, want, pos);
-    if (got !== want) throw new Error(`file shrank while being read (${pos + got} of ${size} bytes)`);
+  for (const seg of segments(ranges, size)) {
+    if (seg.hole) continue;
+    const want = seg.length;
+    const got = await readFully(fh, buf, want, seg.offset);
+    if (got !== want) throw new Error(`file shrank while being read (${seg.offset + got} of ${size} bytes)`);
     if (want === BLOCK ? buf.equals(ZERO_BLOCK) : isZero(buf, 0, want)) continue;
     let runStart = -1;
     for (let off = 0; off < want; off += PAGE) {
@@ -41,11 +46,12 @@ export async function* dataExtents(fh: FileHandle, size: number): AsyncGenerator
       const zero = isZero(buf, off, end);
       if (!zero && runStart < 0) runStart = off;
       if (zero && runStart >= 0) {
-        yield { offset: pos + runStart, data: Buffer.from(buf.subarray(runStart, off)) };
+        yield { offset: seg.offset + runStart, data: Buffer.from(buf.subarray(runStart, off)) };
         runStart = -1;
       }
     }
-    if (runStart >= 0) yield { offset: pos + runStart, data: Buffer.from(buf.subarray(runStart, want)) };
+    if (runStart >= 0)
+      yield { offset: seg.offset + runStart, data: Buffer.from(buf.subarray(runStart, want)) };
   }
 }
 

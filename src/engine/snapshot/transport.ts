@@ -3,8 +3,9 @@
  *
  * packSnapshot (pack.ts) writes manifest.json and every manifest file as one
  * zstd stream (`zstd -T0 -3`, fed through a pipe: nothing is held whole in
- * memory) with the holes left out: only the data extents of each file are
- * carried, found by zero detection (sparse.ts says why not SEEK_DATA).
+ * memory) with the holes left out: only the data ranges the file system
+ * reports (SEEK_DATA/SEEK_HOLE, holes.ts) are read, and all-zero pages within
+ * them are dropped too (sparse.ts).
  * unpackSnapshot (unpack.ts) takes the destination's store lock, recreates
  * each file in a hidden temporary dir at its apparent size (ftruncate: all
  * hole) and writes the data extents at their offsets, so a 4 GiB RAM file with
@@ -27,6 +28,6 @@
  * catches corrupted bytes; the trailer catches a stream cut short.
  */
 export { packSnapshot } from "./pack.js";
-export type { PackOptions, TransportStats } from "./pack.js";
+export type { PackOptions, PackStats, TransportStats } from "./pack.js";
 export { unpackSnapshot } from "./unpack.js";
 export type { UnpackOptions, UnpackResult } from "./unpack.js";

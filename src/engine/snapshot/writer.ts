@@ -223,7 +223,7 @@ export class SnapshotWriter {
     await fsyncDir(root);
     if (replaced) {
       this.ctx.emit({ type: "replaced", key });
-      await rm(aside, { recursive: true, force: true });
+      await rm(aside, { recursive: true, force: true }).catch(() => undefined); // else sweep removes it
     }
     await this.ctx.lock.release();
     return { key, dir: target, manifest };

@@ -1,0 +1,4 @@
+import { coldBootScenario } from "./cold-boot.scenario.js";
+import { qemuTargets } from "../support/tools.js";
+
+for (const t of qemuTargets().filter((q) => q.label === "qemu-7.2")) coldBootScenario(t);

@@ -1,0 +1,168 @@
+import { execFileSync } from "node:child_process";
+import {
+  cpSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { start, type StartResult } from "../../src/engine/lifecycle/start.js";
+import { status } from "../../src/engine/lifecycle/status.js";
+import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
+import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
+import { readPck, sha256, testEmulator } from "../support/emulator.js";
+import type { QemuTarget } from "../support/tools.js";
+import type { EmulatorConfig } from "../../src/engine/config/index.js";
+
+/** The engine's lifecycle end to end on one QEMU: capture, resume, rotation, disk consistency, damage. */
+export function lifecycleScenario(target: QemuTarget): void {
+  describe(`lifecycle on ${target.label}`, () => {
+    const emu = testEmulator(target, `life-${target.label}`);
+    const config = emu.config();
+    afterAll(() => emu.cleanup());
+    let first: StartResult;
+    let firstPck: string;
+
+    const snapshotDir = (c: EmulatorConfig, key: string) => join(c.snapshotDir, key);
+
+    it("captures on the first start, then resumes with freshly rotated secrets", async () => {
+      first = await start(config);
+      expect(first.bootMode).toBe("resume");
+      expect(first.captured).toBe(true);
+      expect(first.strategy).toBe("template");
+      expect(first.placeholderSecrets).toBe(false);
+      firstPck = readPck(config);
+      expect(firstPck).toMatch(/^[0-9a-f]{64}$/);
+      expect(firstPck).not.toBe(PLACEHOLDER_PCK);
+      expect(statSync(runPaths(config.runDir).internalPck).mode & 0o777).toBe(0o600);
+      expect(statSync(config.runDir).mode & 0o777).toBe(0o700);
+      expect(await emu.fingerprint(config)).toBe(sha256(firstPck));
+    });
+
+    it("keeps the capture boot's disk writes: the boot marker reads back after resume", async () => {
+      const marker = await emu.agentExec(config, "/bin/cat", ["/data/boot-marker"]);
+      expect(marker.trim().split("\n")).toHaveLength(1);
+      expect(marker).toMatch(/^boot 1 id=[0-9a-f]{16}/);
+      expect(await emu.agentExec(config, "/bin/cat", ["/data/boot-count"])).toBe("1\n");
+    });
+
+    it("hot-plugs the host share at the same absolute path", async () => {
+      expect(await emu.agentExec(config, "/bin/cat", [`/host${emu.share}/hello.txt`])).toBe(
+        "from the host\n",
+      );
+    });
+
+    it("gives every resume its own live key", async () => {
+      await emu.stop(config);
+      const second = await start(config);
+      expect(second.bootMode).toBe("resume");
+      expect(second.captured).toBe(false);
+      expect(second.snapshotKey).toBe(first.snapshotKey);
+      const pck = readPck(config);
+      expect(pck).not.toBe(firstPck);
+      expect(await emu.fingerprint(config)).toBe(sha256(pck));
+      expect((await status(config)).ok).toBe(true);
+    });
+
+    it("leaves a clean guest filesystem after resume and stop", async () => {
+      await emu.agentExec(config, "/bin/sh", ["-c", "echo after-resume >> /data/boot-marker && sync"]);
+      await emu.stop(config);
+      const raw = join(emu.home, "flat.raw");
+      execFileSync(target.img, ["convert", "-O", "raw", runPaths(config.runDir).session, raw]);
+      const part = join(emu.home, "data.ext4");
+      // Partition 2 of the test guest starts at 33 MiB (see test/guest/build.sh).
+      execFileSync("dd", [`if=${raw}`, `of=${part}`, "bs=1M", "skip=33", "status=none"]);
+      const fsck = execFileSync("e2fsck", ["-fn", part], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      expect(fsck).toContain("GUESTDATA");
+      const contents = execFileSync("debugfs", ["-R", "cat /boot-marker", part], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+      expect(contents).toMatch(/^boot 1 id=.*\nafter-resume\n$/);
+      rmSync(raw);
+      rmSync(part);
+    });
+
+    const damages: [string, (dir: string) => void, RegExp][] = [
+      ["a truncated RAM file", (d) => truncateSync(join(d, "ram.bin"), 4096), /ram\.bin/],
+      [
+        "a corrupted device state",
+        (d) => {
+          const fd = openSync(join(d, "device-state.bin"), "r+");
+          writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 2048);
+          closeSync(fd);
+        },
+        /device-state\.bin/,
+      ],
+      [
+        "a manifest from another QEMU version",
+        (d) => {
+          const m = JSON.parse(readFileSync(join(d, "manifest.json"), "utf8"));
+          m.qemuVersion = m.keyParts.qemuVersion = "6.2.0";
+          writeFileSync(join(d, "manifest.json"), JSON.stringify(m));
+        },
+        /invalid/,
+      ],
+      ["a missing disk layer", (d) => rmSync(join(d, "disk-layer.qcow2")), /disk-layer\.qcow2/],
+    ];
+    for (const [what, damage, reason] of damages) {
+      it(`cold-boots, reports why and quarantines the snapshot on ${what}`, async () => {
+        const key = first.snapshotKey as string;
+        const dir = snapshotDir(config, key);
+        const keep = join(emu.home, "good-snapshot");
+        cpSync(dir, keep, { recursive: true });
+        try {
+          damage(dir);
+          const r = await start(config);
+          expect(r.bootMode).toBe("cold");
+          expect(r.fallbackReason).toMatch(reason);
+          expect(existsSync(dir)).toBe(false);
+          const quarantined = readdirSync(join(config.snapshotDir, ".quarantine"));
+          expect(quarantined.some((q) => q.startsWith(key))).toBe(true);
+          expect((await status(config)).ok).toBe(true);
+          expect(await emu.fingerprint(config)).toBe(sha256(readPck(config)));
+        } finally {
+          await emu.stop(config);
+          rmSync(dir, { recursive: true, force: true });
+          cpSync(keep, dir, { recursive: true });
+          rmSync(keep, { recursive: true, force: true });
+        }
+      });
+    }
+
+    const strategies = target.label === "qemu-7.2" ? ["stream"] : ["stream", "mapped-ram"];
+    for (const strategy of strategies) {
+      it(`captures and resumes with the ${strategy} strategy`, async () => {
+        const c = emu.config({ strategy: strategy as EmulatorConfig["strategy"] });
+        const r1 = await start(c);
+        expect([r1.bootMode, r1.captured, r1.strategy]).toEqual(["resume", true, strategy]);
+        expect(await emu.agentExec(c, "/bin/cat", ["/data/boot-count"])).toBe("1\n");
+        await emu.stop(c);
+        const r2 = await start(c);
+        expect([r2.bootMode, r2.captured]).toEqual(["resume", false]);
+        expect(await emu.fingerprint(c)).toBe(sha256(readPck(c)));
+        await emu.stop(c);
+      });
+    }
+
+    it("refuses a strategy this QEMU cannot do, naming the fix", async () => {
+      if (target.label !== "qemu-7.2") return;
+      await expect(start(emu.config({ strategy: "mapped-ram" }))).rejects.toMatchObject({
+        code: "STRATEGY_UNSUPPORTED",
+        message: expect.stringMatching(/not supported by QEMU 7\.2/),
+        hint: expect.stringMatching(/mapped-ram needs QEMU 9\.0/),
+      });
+    });
+  });
+}
