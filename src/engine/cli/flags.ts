@@ -51,6 +51,12 @@ export const CONFIG_FLAGS: readonly FlagSpec[] = [
   { flag: "force", help: "capture: replace an existing snapshot", boolean: true },
 ];
 
+/** Flags of single verbs that are not config fields. */
+export const VERB_FLAGS: readonly FlagSpec[] = [
+  { flag: "release", help: "pull: the release tag whose stack-emulator-<arch>.qcow2 to download" },
+  { flag: "url", help: "pull: download the image from this URL instead" },
+];
+
 export function overridesFromFlags(values: Record<string, string | boolean | undefined>): ConfigOverrides {
   const o: Record<string, unknown> = {};
   for (const spec of CONFIG_FLAGS) {

@@ -7,7 +7,7 @@ import { homedir } from "node:os";
 import { parseArgs } from "node:util";
 import { describeError, EngineError } from "../errors.js";
 import { loadConfig, type EmulatorConfig } from "../config/index.js";
-import { CONFIG_FLAGS, FLAG_NAMES, overridesFromFlags } from "./flags.js";
+import { CONFIG_FLAGS, FLAG_NAMES, VERB_FLAGS, overridesFromFlags } from "./flags.js";
 import { VERBS, type Verb } from "./verbs.js";
 import type { EngineEvent } from "../lifecycle/events.js";
 
@@ -25,8 +25,9 @@ function usage(verb?: Verb): string {
   }
   lines.push(`usage: hexclave-emulator ${verb.name} [flags]`, "", verb.summary, "", "flags:");
   lines.push(`  --json                  machine-readable output`);
-  for (const f of CONFIG_FLAGS) {
+  for (const f of [...CONFIG_FLAGS, ...VERB_FLAGS]) {
     if (verb.flags !== "all" && !verb.flags.includes(f.flag)) continue;
+    if (verb.flags === "all" && VERB_FLAGS.includes(f)) continue;
     lines.push(`  --${(f.flag + (f.boolean ? "" : " <v>")).padEnd(22)}${f.help}`);
   }
   return lines.join("\n");
@@ -54,6 +55,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     help: { type: "boolean" },
   };
   for (const f of CONFIG_FLAGS) options[f.flag] = { type: f.boolean ? "boolean" : "string" };
+  for (const f of VERB_FLAGS) options[f.flag] = { type: "string" };
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({ args: rest, options, strict: true, allowPositionals: false })
@@ -78,7 +80,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       overrideSource: "flags",
       overrideNames: FLAG_NAMES,
     });
-    const { code, result, human } = await verb.run(config, (e) => printEvent(e, log));
+    const { code, result, human } = await verb.run(config, (e) => printEvent(e, log), values);
     if (json) console.log(JSON.stringify(result, null, 2));
     else if (human) console.log(human);
     return code;

@@ -7,6 +7,7 @@ import { stopVm } from "../lifecycle/stop.js";
 import { status } from "../lifecycle/status.js";
 import { captureOnly } from "../lifecycle/capture-verb.js";
 import { runPaths } from "../lifecycle/run-dir.js";
+import { progressPrinter, pullImage, releaseAssetUrl } from "../image/pull.js";
 
 export interface VerbOutcome {
   code: number;
@@ -18,7 +19,11 @@ export interface Verb {
   name: string;
   summary: string;
   flags: readonly string[] | "all";
-  run(config: EmulatorConfig, sink: EventSink): Promise<VerbOutcome>;
+  run(
+    config: EmulatorConfig,
+    sink: EventSink,
+    extra: Record<string, string | boolean | undefined>,
+  ): Promise<VerbOutcome>;
 }
 
 function describeStart(r: StartResult): string {
@@ -104,6 +109,35 @@ export const VERBS = {
         code: 0,
         result: { bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings },
         human: JSON.stringify({ bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings }, null, 2),
+      };
+    },
+  },
+  pull: {
+    name: "pull",
+    summary:
+      "download the image of a release (--release <tag> or --url <url>) into the image path, checksum-verified",
+    flags: ["image", "arch", "release", "url"],
+    async run(config, sink, extra) {
+      const url =
+        typeof extra.url === "string"
+          ? extra.url
+          : releaseAssetUrl(
+              typeof extra.release === "string" ? extra.release : "emulator-latest",
+              config.arch,
+              process.env.HEXCLAVE_EMULATOR_RELEASE_BASE,
+            );
+      sink({ kind: "info", message: `downloading ${url}` });
+      const r = await pullImage(
+        url,
+        config.image,
+        progressPrinter((s) => process.stderr.write(s), process.stderr.isTTY === true),
+      );
+      if (process.stderr.isTTY) process.stderr.write("\n");
+      const how = r.checksumVerified ? "sha256 verified" : "the release publishes no checksum";
+      return {
+        code: 0,
+        result: r,
+        human: `${r.path}: ${(r.bytes / 1024 / 1024).toFixed(1)} MiB in ${(r.ms / 1000).toFixed(1)} s (${how})`,
       };
     },
   },
