@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { start, type StartResult } from "../../src/engine/lifecycle/start.js";
 import { status } from "../../src/engine/lifecycle/status.js";
+import { main } from "../../src/engine/cli/main.js";
 import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
 import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
 import { readPck, sha256, testEmulator } from "../support/emulator.js";
@@ -155,6 +156,27 @@ export function lifecycleScenario(target: QemuTarget): void {
         await emu.stop(c);
       });
     }
+
+    it("keeps the placeholders when rotation is off, and says so in the result and status", async () => {
+      const c = emu.config({ rotation: false });
+      const r = await start(c);
+      expect([r.bootMode, r.captured, r.placeholderSecrets]).toEqual(["resume", false, true]);
+      expect(readPck(c)).toBe(PLACEHOLDER_PCK);
+      expect(await emu.fingerprint(c)).toBe(sha256(PLACEHOLDER_PCK));
+      const s = await status(c);
+      expect(s.state?.placeholderSecrets).toBe(true);
+      expect(s.human).toContain("placeholder secrets are live");
+      await emu.stop(c);
+    });
+
+    it("reset stops the emulator and deletes its run directory, keeping the snapshots", async () => {
+      await start(config);
+      const code = await main(["reset", "--run-dir", config.runDir], { HEXCLAVE_EMULATOR_HOME: config.home });
+      expect(code).toBe(0);
+      expect(existsSync(config.runDir)).toBe(false);
+      expect((await status(config)).vm.running).toBe(false);
+      expect(existsSync(snapshotDir(config, first.snapshotKey as string))).toBe(true);
+    });
 
     it("refuses a strategy this QEMU cannot do, naming the fix", async () => {
       if (target.label !== "qemu-7.2") return;

@@ -17,7 +17,10 @@ import { writeRuntimeIso, connectAgent } from "./boot.js";
 import { killVm } from "./stop.js";
 import { ENGINE_VERSION } from "../version.js";
 import { waitForExit } from "../qemu/process.js";
-import { EngineError } from "../errors.js";
+import { EngineError, describeError } from "../errors.js";
+import { rmSync } from "node:fs";
+import type { QemuPlan } from "../qemu/argv.js";
+import type { LaunchedVm } from "./launch.js";
 
 export async function capture(
   ctx: EngineContext,
@@ -26,31 +29,19 @@ export async function capture(
   parts: SnapshotKeyParts,
   phases: Phases,
 ): Promise<PublishedSnapshot> {
-  const { config, paths } = ctx;
+  const { config } = ctx;
   const writer = await store.begin(key, { force: config.forceCapture });
   const started = { ...phases.timings };
   try {
     const layer = writer.path(SNAPSHOT_FILES.diskLayer);
-    await createOverlay(ctx.qemuImg, layer, config.image, await virtualSize(ctx.qemuImg, config.image));
-    ensurePhantoms(paths.phantoms);
+    const ramFile = ctx.strategy === "template" ? writer.path(SNAPSHOT_FILES.ram) : undefined;
+    const plan = planFor(ctx, "capture", { base: config.image, layer }, ramFile);
+    ensurePhantoms(ctx.paths.phantoms);
     // Nothing of the host is attached during capture (a mounted 9p share
     // blocks migration), so the guest must not try to publish to /host.
     await writeRuntimeIso(ctx, "");
-    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
-    const ramFile = ctx.strategy === "template" ? writer.path(SNAPSHOT_FILES.ram) : undefined;
-    const plan = planFor(ctx, "capture", { base: config.image, layer }, ramFile);
-    const vm = await phases.run("capture-boot", () => launchVm(ctx.qemu.binary, plan, paths));
+    const vm = await bootForCapture(ctx, plan, layer, phases);
     try {
-      await phases.run("capture-ready", async () => {
-        await waitForHealthy(servicesFor(config), {
-          host: probeHost(config.bindAddress),
-          deadlineMs: config.readyTimeoutSec * 1000,
-        });
-        // The agent must be connected in the guest when captured: the port's
-        // open state is part of the device state.
-        const agent = await connectAgent(ctx, 60_000);
-        agent.close();
-      });
       const spec = migrationSpec(ctx.strategy, ctx.qemu, writer.dir, plan.cpus);
       await phases.run("capture-migrate", () => captureState(vm.qmp, spec, 10 * 60_000));
       await phases.run("capture-quit", async () => {
@@ -76,5 +67,44 @@ export async function capture(
   } catch (err) {
     await writer.abort().catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * The capture boot, with a watchdog: a TCG boot with several vCPUs on a busy
+ * host hangs now and then, so one that is not healthy in time is killed and
+ * retried once on a fresh layer (its writes must not reach the snapshot).
+ */
+async function bootForCapture(
+  ctx: EngineContext,
+  plan: QemuPlan,
+  layer: string,
+  phases: Phases,
+): Promise<LaunchedVm> {
+  const { config, paths } = ctx;
+  for (let attempt = 1; ; attempt++) {
+    await createOverlay(ctx.qemuImg, layer, config.image, await virtualSize(ctx.qemuImg, config.image));
+    if (plan.ramFile) rmSync(plan.ramFile, { force: true });
+    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
+    const vm = await phases.run("capture-boot", () => launchVm(ctx.qemu.binary, plan, paths));
+    try {
+      await phases.run("capture-ready", async () => {
+        await waitForHealthy(servicesFor(config), {
+          host: probeHost(config.bindAddress),
+          deadlineMs: config.readyTimeoutSec * 1000,
+        });
+        // The agent must be connected in the guest when captured: the port's
+        // open state is part of the device state.
+        const agent = await connectAgent(ctx, 60_000);
+        agent.close();
+      });
+      return vm;
+    } catch (err) {
+      vm.qmp.close();
+      await killVm(vm.pid);
+      const timedOut = err instanceof EngineError && err.code.includes("TIMEOUT");
+      if (attempt >= 2 || !timedOut) throw err;
+      phases.warn(`the capture boot did not become ready (${describeError(err)}); retrying once`);
+    }
   }
 }
