@@ -40,6 +40,14 @@ if [ -f "$OUT_DIR/.complete" ]; then
   [ "${1:-}" = --print-path ] && echo "$IMAGE" || log "cached: $IMAGE"
   exit 0
 fi
+# One build at a time (test files, benchmarks and CI may ask together).
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+flock 9
+if [ -f "$OUT_DIR/.complete" ]; then
+  [ "${1:-}" = --print-path ] && echo "$IMAGE" || log "cached: $IMAGE"
+  exit 0
+fi
 
 started=$SECONDS
 work="$(mktemp -d "${TMPDIR:-/tmp}/hexclave-guest-XXXXXX")"
