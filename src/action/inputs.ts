@@ -1,40 +1,226 @@
-/** The Action's inputs, validated at the edge with zod: one error lists every bad input. */
+/**
+ * The Action's inputs, validated at the edge: the Action's own inputs with
+ * zod here, the emulator settings by the engine's loadConfig (named by their
+ * input names). Every problem of both ends up in one ConfigError, each line
+ * naming the input, its value, the rule and a valid example.
+ */
 import { z } from "zod";
 import { ConfigError } from "../engine/errors.js";
+import { loadConfig, type ConfigOverrides, type FieldPath } from "../engine/config/index.js";
 
-const wholeNumber = (min: number, max: number, example: string) =>
-  z
+export const CACHE_MODES = ["actions", "local", "none"] as const;
+export const SAVE_ON = ["default-branch", "always", "never"] as const;
+
+/** Where the base image comes from. */
+export type ImageSpec =
+  | { kind: "default" }
+  | { kind: "path"; path: string }
+  | { kind: "url"; url: string }
+  | { kind: "tag"; tag: string };
+
+export interface ActionInputs {
+  image: ImageSpec;
+  /** Expected sha256 of a downloaded image (lower-case hex). */
+  imageSha256?: string | undefined;
+  /** "auto", or the path of a qemu-system binary. */
+  qemu: string;
+  cache: (typeof CACHE_MODES)[number];
+  /** cache: local only; undefined = the engine's default home. */
+  cacheDir?: string | undefined;
+  saveOn: (typeof SAVE_ON)[number];
+  /** The job's status as the runner evaluates `${{ job.status }}` (success, failure, cancelled). */
+  jobStatus: string;
+  /** Emulator settings given as inputs, for loadConfig. */
+  overrides: ConfigOverrides;
+}
+
+/** The input that sets each engine field (for loadConfig's messages). */
+export const OVERRIDE_NAMES: Partial<Record<FieldPath, string>> = {
+  image: "image",
+  arch: "arch",
+  ramMiB: "ram",
+  cpus: "cpus",
+  portPrefix: "port-prefix",
+  "ports.dashboard": "dashboard-port",
+  "ports.backend": "backend-port",
+  "ports.minio": "minio-port",
+  "ports.inbucket": "inbucket-port",
+  "ports.mockOauth": "mock-oauth-port",
+  bindAddress: "bind-address",
+  snapshot: "snapshot",
+  rotation: "rotation",
+  readyTimeoutSec: "ready-timeout",
+  "hostShare.mode": "host-share",
+  "hostShare.path": "host-share",
+  qemuBinary: "qemu",
+  home: "cache-dir",
+};
+
+/** Inputs passed straight to the engine as string overrides (it parses and checks them). */
+const ENGINE_INPUTS: ReadonlyArray<readonly [string, keyof ConfigOverrides | `ports.${string}`]> = [
+  ["arch", "arch"],
+  ["ram", "ramMiB"],
+  ["cpus", "cpus"],
+  ["port-prefix", "portPrefix"],
+  ["dashboard-port", "ports.dashboard"],
+  ["backend-port", "ports.backend"],
+  ["minio-port", "ports.minio"],
+  ["inbucket-port", "ports.inbucket"],
+  ["mock-oauth-port", "ports.mockOauth"],
+  ["bind-address", "bindAddress"],
+  ["snapshot", "snapshot"],
+  ["rotation", "rotation"],
+  ["ready-timeout", "readyTimeoutSec"],
+];
+
+const SOURCE = "action inputs";
+const HINT = "fix the `with:` block of the hexclave/emulator-action step";
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+const looksLikePath = (s: string) =>
+  /^(\/|\.\.?(\/|$)|~(\/|$))/.test(s) || s.includes("/") || /\.(qcow2|img)$/i.test(s);
+const TAG = /^[\w.+-]+$/;
+// eslint-disable-next-line no-control-regex
+const clean = (s: string) => s.trim() === s && !/[\u0000-\u001f\u007f]/.test(s);
+
+/** The Action's own inputs (not emulator settings), as raw strings from the workflow. */
+const ActionSchema = z.object({
+  image: z
     .string()
-    .trim()
-    .refine((s) => s === "" || (/^\d+$/.test(s) && Number(s) >= min && Number(s) <= max), {
-      message: `must be a whole number from ${min} to ${max} (e.g. ${example})`,
-    });
-
-const InputsSchema = z.object({
-  image: z.string().trim(),
-  ram: wholeNumber(512, 262144, "4096"),
-  cpus: wholeNumber(1, 64, "4"),
-  snapshot: z.enum(["auto", "never", "required"], { message: "must be auto, never or required" }),
-  cache: z.enum(["actions", "local", "none"], { message: "must be actions, local or none" }),
+    .refine(clean, { message: "must not have leading/trailing blanks or control characters" })
+    .refine((s) => s === "" || isUrl(s) || looksLikePath(s) || TAG.test(s), {
+      message:
+        "must be a path to stack-emulator-<arch>.qcow2, an http(s):// URL, or a release tag like emulator-v1.2.3",
+    }),
+  "image-sha256": z.string().refine((s) => s === "" || /^[0-9a-fA-F]{64}$/.test(s), {
+    message: "must be 64 hex digits (a sha256)",
+  }),
+  qemu: z.string().refine((s) => s === "" || s === "auto" || (clean(s) && s.includes("/")), {
+    message: "must be auto or the path of a qemu-system binary (or a wrapper script)",
+  }),
+  cache: z.enum(["", ...CACHE_MODES], { message: "must be one of actions, local, none" }),
+  "cache-dir": z.string().refine(clean, { message: "must be a directory path without surrounding blanks" }),
+  "save-on": z.enum(["", ...SAVE_ON], { message: "must be one of default-branch, always, never" }),
+  "host-share": z
+    .string()
+    .refine(
+      (s) =>
+        s === "" || ["cwd", "root", "none"].includes(s.toLowerCase()) || /^(\/|\.\.?(\/|$)|~(\/|$))/.test(s),
+      {
+        message: "must be cwd, root (share /), none, or a directory path starting with /, ./, ../ or ~",
+      },
+    ),
 });
 
-export type ActionInputs = z.infer<typeof InputsSchema>;
+const EXAMPLES: Record<string, string> = {
+  image: "./stack-emulator-amd64.qcow2",
+  "image-sha256": "<64 hex digits>",
+  qemu: "auto",
+  cache: "actions",
+  "cache-dir": "/var/cache/hexclave-emulator",
+  "save-on": "default-branch",
+  "host-share": "cwd",
+};
 
-export function readActionInputs(get: (name: string) => string): ActionInputs {
-  const raw = {
-    image: get("image"),
-    ram: get("ram"),
-    cpus: get("cpus"),
-    snapshot: get("snapshot") || "auto",
-    cache: get("cache") || "actions",
-  };
-  const parsed = InputsSchema.safeParse(raw);
+/** Every input the Action reads (action.yml declares exactly these). */
+export const INPUT_NAMES: readonly string[] = [
+  ...Object.keys(EXAMPLES),
+  ...ENGINE_INPUTS.map(([name]) => name),
+  "job-status",
+];
+
+export interface ReadInputsOptions {
+  /** The engine's environment variables apply beneath the inputs. */
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  homeDir: string;
+  hostArch: string;
+}
+
+/** Reads and checks every input; throws one ConfigError listing every bad one. */
+export function readActionInputs(get: (name: string) => string, opts: ReadInputsOptions): ActionInputs {
+  const raw = Object.fromEntries(Object.keys(EXAMPLES).map((k) => [k, get(k)])) as Record<string, string>;
+  const problems: string[] = [];
+  const parsed = ActionSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => {
-      const key = String(i.path[0]);
-      return `input ${key}="${raw[key as keyof typeof raw]}": ${i.message}`;
-    });
-    throw new ConfigError(problems, "fix the `with:` block of the hexclave/emulator-action step");
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0]);
+      problems.push(
+        `${name}=${JSON.stringify(raw[name])} (from ${SOURCE}): ${issue.message} (e.g. ${name}=${EXAMPLES[name]})`,
+      );
+    }
   }
-  return parsed.data;
+
+  // Rules across inputs (checked whatever else is wrong, so one error lists everything).
+  const cache = raw.cache || "actions";
+  if (raw["cache-dir"] && cache !== "local") {
+    problems.push(
+      `cache-dir=${JSON.stringify(raw["cache-dir"])} (from ${SOURCE}): is only used with cache: local (cache is "${cache}"); remove cache-dir or set cache: local`,
+    );
+  }
+  const img = raw.image ?? "";
+  if (raw["image-sha256"] && (img === "" || imageSpec(img).kind === "path")) {
+    problems.push(
+      `image-sha256 (from ${SOURCE}): is only used when image is a URL or a release tag to download (image is ${JSON.stringify(img)})`,
+    );
+  }
+
+  const overrides: Record<string, unknown> = {};
+  const ports: Record<string, string> = {};
+  for (const [input, field] of ENGINE_INPUTS) {
+    const value = get(input);
+    if (value === "") continue;
+    if (field.startsWith("ports.")) ports[field.slice("ports.".length)] = value;
+    else overrides[field] = value;
+  }
+  if (Object.keys(ports).length > 0) overrides.ports = ports;
+  const share = raw["host-share"] ?? "";
+  if (share !== "" && !problems.some((p) => p.startsWith("host-share="))) {
+    const keyword = share.toLowerCase();
+    overrides.hostShare = ["cwd", "root", "none"].includes(keyword)
+      ? { mode: keyword }
+      : { mode: "path", path: share };
+  }
+  const image = imageSpec(raw.image ?? "");
+  if (image.kind === "path") overrides.image = image.path;
+  const qemu = raw.qemu === "" ? "auto" : (raw.qemu ?? "auto");
+  if (qemu !== "auto" && !problems.some((p) => p.startsWith("qemu="))) overrides.qemuBinary = qemu;
+  const cacheDir = raw["cache-dir"] || undefined;
+  if (cacheDir && raw.cache === "local") overrides.home = cacheDir;
+
+  try {
+    loadConfig({
+      env: opts.env,
+      overrides: overrides as ConfigOverrides,
+      cwd: opts.cwd,
+      homeDir: opts.homeDir,
+      hostArch: opts.hostArch,
+      overrideSource: SOURCE,
+      overrideNames: OVERRIDE_NAMES,
+    });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  if (problems.length > 0) throw new ConfigError([...new Set(problems)], HINT);
+
+  const data = parsed.success ? parsed.data : undefined;
+  if (!data) throw new ConfigError(problems, HINT); // unreachable: problems were reported above
+  return {
+    image,
+    imageSha256: data["image-sha256"] ? data["image-sha256"].toLowerCase() : undefined,
+    qemu,
+    cache: data.cache || "actions",
+    cacheDir,
+    saveOn: data["save-on"] || "default-branch",
+    jobStatus: get("job-status"),
+    overrides: overrides as ConfigOverrides,
+  };
+}
+
+/** A path (has a slash, starts with ./ or ~, or names a .qcow2), an http(s) URL, or a release tag. */
+export function imageSpec(raw: string): ImageSpec {
+  if (raw === "") return { kind: "default" };
+  if (isUrl(raw)) return { kind: "url", url: raw };
+  if (looksLikePath(raw)) return { kind: "path", path: raw };
+  return { kind: "tag", tag: raw };
 }

@@ -1,3 +1,3 @@
 import { runMain } from "./run-main.js";
 
-await runMain();
+await runMain({ earlyExit: true });

@@ -26,12 +26,21 @@ export interface TestEmulator {
   cleanup(): Promise<void>;
 }
 
-export function testEmulator(target: QemuTarget, name: string, portOffset = 0): TestEmulator {
+/**
+ * `portBase` overrides the per-version block (the reliability suite uses
+ * 27500-27599, ten ports per emulator).
+ */
+export function testEmulator(
+  target: QemuTarget,
+  name: string,
+  portOffset = 0,
+  portBase?: number,
+): TestEmulator {
   const home = mkdtempSync(join(tmpdir(), `hxe-${name}-`));
   const share = join(home, "share");
   mkdirSync(share);
   writeFileSync(join(share, "hello.txt"), "from the host\n");
-  const base = (PORT_BASE[target.label] ?? 27300) + portOffset * 10;
+  const base = (portBase ?? PORT_BASE[target.label] ?? 27300) + portOffset * 10;
   const made: EmulatorConfig[] = [];
   const config = (overrides: ConfigOverrides = {}): EmulatorConfig => {
     const c = loadConfig({

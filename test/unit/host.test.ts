@@ -9,7 +9,9 @@ describe("choosing the accelerator", () => {
   it("uses KVM only when /dev/kvm is writable, the CPU has VT-x/AMD-V and QEMU enabled it", () => {
     expect(chooseAccelerator(linux, "amd64", { kvmUsable: true }).accelerator).toBe("kvm");
     expect(chooseAccelerator({ ...linux, kvmWritable: false }, "amd64", {}).reason).toMatch(/not writable/);
-    expect(chooseAccelerator({ ...linux, cpuVirtualization: false }, "amd64", { kvmUsable: true }).reason).toMatch(/vmx\/svm/);
+    expect(
+      chooseAccelerator({ ...linux, cpuVirtualization: false }, "amd64", { kvmUsable: true }).reason,
+    ).toMatch(/vmx\/svm/);
     expect(chooseAccelerator(linux, "amd64", { kvmUsable: false }).reason).toMatch(/could not enable KVM/);
   });
 
@@ -56,7 +58,12 @@ const probe = (major: number, minor: number, caps: string[], machines: string[])
 
 describe("strategies and machine types from the probe", () => {
   const q72 = probe(7, 2, ["xbzrle", "events", "x-ignore-shared", "multifd"], ["pc-q35-7.2", "pc-q35-7.1"]);
-  const q10 = probe(10, 0, ["events", "x-ignore-shared", "multifd", "mapped-ram"], ["pc-q35-10.0", "pc-q35-9.2"]);
+  const q10 = probe(
+    10,
+    0,
+    ["events", "x-ignore-shared", "multifd", "mapped-ram"],
+    ["pc-q35-10.0", "pc-q35-9.2"],
+  );
 
   it("offers template and stream on 7.2, and mapped-ram from 9.0", () => {
     expect(supportedStrategies(q72)).toEqual(["template", "stream"]);
@@ -68,9 +75,14 @@ describe("strategies and machine types from the probe", () => {
   it("streams through exec: before QEMU 8.2 and file: after, always raising max-bandwidth", () => {
     expect(migrationSpec("stream", q72, "/s", 2).outgoingUri).toBe("exec:cat > '/s/ram.bin'");
     expect(migrationSpec("stream", q10, "/s", 2).outgoingUri).toBe("file:/s/ram.bin");
-    expect(migrationSpec("template", q72, "/s", 2).capabilities).toContainEqual({ capability: "x-ignore-shared", state: true });
+    expect(migrationSpec("template", q72, "/s", 2).capabilities).toContainEqual({
+      capability: "x-ignore-shared",
+      state: true,
+    });
     expect(migrationSpec("mapped-ram", q10, "/s", 8).parameters["multifd-channels"]).toBe(4);
-    expect(migrationSpec("template", q72, "/it's", 1).outgoingUri).toBe(`exec:cat > '/it'\\''s/device-state.bin'`);
+    expect(migrationSpec("template", q72, "/it's", 1).outgoingUri).toBe(
+      `exec:cat > '/it'\\''s/device-state.bin'`,
+    );
     expect(migrationSpec("stream", q72, "/s", 1).parameters["max-bandwidth"]).toBeGreaterThan(1e9);
   });
 

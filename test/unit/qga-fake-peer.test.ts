@@ -11,6 +11,7 @@ import {
   ProtocolError,
 } from "../../src/engine/qemu/protocol-errors.js";
 import { GuestAgent, type GuestAgentOptions } from "../../src/engine/qemu/qga.js";
+import { reliabilityFigures } from "../support/reliability.js";
 
 interface Request {
   execute: string;
@@ -361,4 +362,109 @@ describe("GuestAgent with a scripted fake agent", () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(95);
     await expect((await connect()).shutdown()).rejects.toBeInstanceOf(GuestAgentCommandError);
   });
+});
+
+describe("GuestAgent against traffic a real agent would not send", () => {
+  const rel = reliabilityFigures("qga-malformed-traffic");
+  const counted = async (body: () => Promise<void>) => {
+    await body();
+    rel.badInputs("guest agent peer", 1, 1);
+  };
+
+  it("rejects a guest-exec-status of the wrong shape with a ProtocolError and keeps the channel", () =>
+    counted(async () => {
+      await serve(async (peer) => {
+        await peer.answerSync();
+        await peer.next();
+        peer.reply({ pid: 7 });
+        await peer.next();
+        peer.reply({ exited: "yes", exitcode: "zero" });
+        await peer.next();
+        peer.reply({});
+      });
+      const agent = await connect();
+      await expect(agent.exec("/bin/true")).rejects.toBeInstanceOf(ProtocolError);
+      await agent.ping();
+    }));
+
+  it("rejects a guest-exec reply without a pid, and a pid that is not a number", () =>
+    counted(async () => {
+      await serve(async (peer) => {
+        await peer.answerSync();
+        await peer.next();
+        peer.reply({});
+        await peer.next();
+        peer.reply({ pid: "12" });
+      });
+      const agent = await connect();
+      await expect(agent.start("/bin/true")).rejects.toBeInstanceOf(ProtocolError);
+      await expect(agent.start("/bin/true")).rejects.toBeInstanceOf(ProtocolError);
+    }));
+
+  it("ignores sync replies with an id of the wrong type until its own comes back", () =>
+    counted(async () => {
+      await serve(async (peer) => {
+        const sync = await peer.next();
+        const id = sync.arguments?.id as number;
+        peer.write(
+          Buffer.concat([Buffer.from([0xff]), Buffer.from(`{"return": "${id}"}\n{"return": null}\n`)]),
+        );
+        peer.reply(id);
+        await peer.next();
+        peer.reply({});
+      });
+      const warnings: string[] = [];
+      const agent = await connect(warnings);
+      await agent.ping();
+      expect(warnings.filter((w) => w.includes("while resynchronising"))).toHaveLength(2);
+    }));
+
+  it("fails the connection on binary garbage, without crashing", () =>
+    counted(async () => {
+      await serve(async (peer) => {
+        await peer.answerSync();
+        await peer.next();
+        peer.write(Buffer.concat([Buffer.from([0xc3, 0x28, 0x00, 0x01]), Buffer.from("\n")]));
+      });
+      const agent = await connect();
+      const err = await agent.ping().catch((e: unknown) => e);
+      expect((err as GuestAgentClosedError).cause).toBeInstanceOf(ProtocolError);
+      await expect(agent.ping()).rejects.toBeInstanceOf(GuestAgentClosedError);
+    }));
+
+  it("drops garbage that arrives before the delimiter of a resync", () =>
+    counted(async () => {
+      await serve(async (peer) => {
+        const sync = await peer.next();
+        peer.write(Buffer.from('partial {"ret'));
+        peer.write(Buffer.from([0x00, 0xfe, 0x7b]));
+        peer.write(
+          Buffer.concat([Buffer.from([0xff]), Buffer.from(`{"return": ${sync.arguments?.id as number}}\n`)]),
+        );
+        await peer.next();
+        peer.reply({});
+      });
+      const warnings: string[] = [];
+      const agent = await connect(warnings);
+      await agent.ping();
+      expect(warnings.some((w) => /discarded \d+ stale bytes/.test(w))).toBe(true);
+    }));
+
+  it("redacts guest-exec output in its trace", () =>
+    counted(async () => {
+      const traced: string[] = [];
+      const out = Buffer.from("KEY=0123456789abcdef").toString("base64");
+      await serve(async (peer) => {
+        await peer.answerSync();
+        await peer.next();
+        peer.reply({ pid: 3 });
+        await peer.next();
+        peer.reply({ exited: true, exitcode: 0, "out-data": out, "err-data": out });
+      });
+      const agent = await connect([], { trace: (d, m) => traced.push(`${d} ${JSON.stringify(m)}`) });
+      const r = await agent.exec("/bin/cat", ["/secret"]);
+      expect(r.stdout.toString()).toBe("KEY=0123456789abcdef");
+      expect(traced.join("\n")).not.toContain(out);
+      expect(traced.join("\n")).toContain(`"out-data":"<${out.length} base64 characters>"`);
+    }));
 });

@@ -12,6 +12,7 @@ import {
   SocketConnectError,
 } from "../../src/engine/qemu/protocol-errors.js";
 import { QmpClient } from "../../src/engine/qemu/qmp.js";
+import { reliabilityFigures } from "../support/reliability.js";
 
 /** One accepted connection of the fake QMP server: write freely, await the client's requests in order. */
 class PeerConn {
@@ -336,4 +337,117 @@ describe("QmpClient with a scripted fake peer", () => {
       "caller gave up",
     );
   });
+});
+
+describe("QmpClient against traffic a real QEMU would not send", () => {
+  const rel = reliabilityFigures("qmp-malformed-traffic");
+  const counted = async (body: () => Promise<void>) => {
+    await body();
+    rel.badInputs("QMP peer", 1, 1);
+  };
+
+  it("fails the connection cleanly on invalid UTF-8 and binary garbage", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        await c.next();
+        c.write(Buffer.from([0xc3, 0x28, 0xff, 0xfe, 0x00, 0x0a]));
+      });
+      const qmp = await connect();
+      const err = await qmp.execute("query-status").catch((e: unknown) => e);
+      expect((err as QmpClosedError).cause).toBeInstanceOf(ProtocolError);
+    }));
+
+  it("survives deeply nested JSON without overflowing the stack", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        const req = await c.next();
+        c.write(
+          `{"return": ${"[".repeat(100_000)}${"]".repeat(100_000)}, "id": ${JSON.stringify(req.id)}}\r\n`,
+        );
+        const again = await c.next();
+        c.send({ return: "still here", id: again.id });
+      });
+      const qmp = await connect();
+      const first = await qmp.execute("deep").then(
+        () => "answered",
+        (e: unknown) => e,
+      );
+      if (first === "answered") expect(await qmp.execute("next")).toBe("still here");
+      else expect((first as QmpClosedError).cause).toBeInstanceOf(ProtocolError);
+    }));
+
+  it("turns an error reply of the wrong shape into a QmpCommandError with the raw error", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        const req = await c.next();
+        c.send({ error: "just a string", id: req.id });
+        const again = await c.next();
+        c.send({ return: {}, id: again.id });
+      });
+      const qmp = await connect();
+      const err = (await qmp.execute("odd").catch((e: unknown) => e)) as QmpCommandError;
+      expect(err).toBeInstanceOf(QmpCommandError);
+      expect(err.desc).toBe('"just a string"');
+      expect(await qmp.execute("next")).toEqual({});
+    }));
+
+  it("rejects a typed query whose reply has the wrong shape, keeping the connection", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        const req = await c.next();
+        c.send({ return: { running: "very", status: 7 }, id: req.id });
+        const again = await c.next();
+        c.send({ return: { running: true, status: "running" }, id: again.id });
+      });
+      const qmp = await connect();
+      await expect(qmp.queryStatus()).rejects.toBeInstanceOf(ProtocolError);
+      expect(await qmp.queryStatus()).toMatchObject({ running: true });
+    }));
+
+  it("ignores malformed events and numeric ids, and stays usable under a flood of unknown replies", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        const req = await c.next();
+        c.send({ event: 5, data: "x" });
+        c.send({ event: "STOP", data: [1], timestamp: "now" });
+        c.send({ return: "numeric id", id: 1 });
+        c.write(Array.from({ length: 5000 }, (_, i) => `{"return": ${i}, "id": "ghost-${i}"}\r\n`).join(""));
+        c.send({ return: "mine", id: req.id });
+      });
+      const warnings: string[] = [];
+      const qmp = await connect(warnings);
+      expect(await qmp.execute("x")).toBe("mine");
+      expect(warnings.length).toBeGreaterThanOrEqual(5002);
+      expect(qmp.state).toBe("ready");
+    }));
+
+  it("fails the connection when the peer hangs up in the middle of a line", () =>
+    counted(async () => {
+      await qmpPeer(async (c) => {
+        await c.next();
+        c.write('{"return": {"half');
+        c.socket.end();
+      });
+      const qmp = await connect();
+      const err = await qmp.execute("query-status").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(QmpClosedError);
+      await expect(qmp.execute("again")).rejects.toBeInstanceOf(QmpClosedError);
+    }));
+
+  it("redacts secret arguments in its trace", () =>
+    counted(async () => {
+      const traced: string[] = [];
+      await qmpPeer(async (c) => {
+        for (let i = 0; i < 3; i++) {
+          const req = await c.next();
+          c.send({ return: {}, id: req.id });
+        }
+      });
+      const qmp = await connect([], { trace: (d, m) => traced.push(`${d} ${JSON.stringify(m)}`) });
+      await qmp.execute("object-add", { "qom-type": "secret", id: "s0", data: "hunter2" });
+      await qmp.execute("set_password", { protocol: "vnc", password: "hunter2" });
+      await qmp.execute("human-monitor-command", { "command-line": "set_password vnc hunter2" });
+      expect(traced.join("\n")).not.toContain("hunter2");
+      expect(traced.filter((t) => t.includes("<redacted>"))).toHaveLength(3);
+    }));
 });

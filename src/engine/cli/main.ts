@@ -10,6 +10,22 @@ import { loadConfig, type EmulatorConfig } from "../config/index.js";
 import { CONFIG_FLAGS, FLAG_NAMES, VERB_FLAGS, overridesFromFlags } from "./flags.js";
 import { VERBS, type Verb } from "./verbs.js";
 import type { EngineEvent } from "../lifecycle/events.js";
+import { setProtocolTrace } from "../qemu/trace.js";
+import { stringifyJson } from "../qemu/jsonl-transport.js";
+
+/** HEXCLAVE_EMULATOR_DEBUG=1: QMP and guest agent traffic (secrets redacted) and error causes on stderr. */
+export function debugEnabled(env: NodeJS.ProcessEnv): boolean {
+  return /^(1|true|yes)$/i.test(env.HEXCLAVE_EMULATOR_DEBUG ?? "");
+}
+
+function causes(err: unknown): string[] {
+  const out: string[] = [];
+  for (let c = (err as { cause?: unknown } | undefined)?.cause; c !== undefined && out.length < 5;) {
+    out.push(describeError(c));
+    c = (c as { cause?: unknown }).cause;
+  }
+  return out;
+}
 
 function usage(verb?: Verb): string {
   const lines: string[] = [];
@@ -70,6 +86,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   const json = values.json === true;
   const log = (s: string) => (json ? console.error(s) : console.log(s));
+  const debug = debugEnabled(env);
+  if (debug) {
+    setProtocolTrace((peer, direction, message) =>
+      console.error(`[debug] ${peer} ${direction === "send" ? "->" : "<-"} ${stringifyJson(message)}`),
+    );
+  }
   try {
     const config: EmulatorConfig = loadConfig({
       env,
@@ -91,6 +113,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         JSON.stringify({ error: { code: err instanceof EngineError ? err.code : "ERROR", message } }),
       );
     console.error(`hexclave-emulator ${verb.name}: ${message}`);
+    if (debug) for (const c of causes(err)) console.error(`[debug] caused by: ${c}`);
     return 1;
+  } finally {
+    if (debug) setProtocolTrace(undefined);
   }
 }

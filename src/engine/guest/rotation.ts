@@ -51,12 +51,29 @@ export function writeSecretFile(path: string, value: string): void {
 
 export class RotationError extends EngineError {}
 
+/** The guest contract: every secret is 64 lowercase hex characters. */
+export function checkSecrets(s: RotatedSecrets): RotatedSecrets {
+  for (const [name, value] of Object.entries(s)) {
+    if (typeof value !== "string" || !/^[0-9a-f]{64}$/.test(value)) {
+      throw new RotationError("SECRETS_INVALID", `the given ${name} is not 64 lowercase hex characters`, {
+        hint: "give 32 random bytes in hex for each of the four secrets, or let the engine generate them",
+      });
+    }
+  }
+  return s;
+}
+
+/**
+ * Swaps the guest's secrets for `given` (the caller's, e.g. a Kubernetes
+ * Secret the controller generated) or, without it, for fresh ones.
+ */
 export async function rotateSecrets(
   agent: GuestAgent,
   pckFile: string,
   timeoutMs: number,
+  given?: RotatedSecrets,
 ): Promise<RotatedSecrets> {
-  const secrets = freshSecrets();
+  const secrets = given ? checkSecrets(given) : freshSecrets();
   const result = await agent.exec(ROTATE_COMMAND, [], { input: rotationInput(secrets), timeoutMs });
   if (result.exitCode !== 0) {
     // stderr of the guest script never echoes values; still, cap what we repeat.

@@ -10,6 +10,7 @@ import { dirname } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { EngineError } from "../errors.js";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
 export const DEFAULT_RELEASE_BASE = "https://github.com/hexclave/hexclave/releases/download";
 
@@ -94,7 +95,7 @@ export async function pullImage(
   });
   try {
     await pipeline(
-      Readable.fromWeb(res.body as import("node:stream/web").ReadableStream),
+      Readable.fromWeb(res.body as WebReadableStream),
       meter,
       createWriteStream(part, { mode: 0o644 }),
     );

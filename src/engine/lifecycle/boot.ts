@@ -4,7 +4,7 @@ import { runtimeEnv } from "../config/index.js";
 import { writeIso, runtimeConfigIsoSpec } from "../iso/index.js";
 import { GuestAgent } from "../qemu/qga.js";
 import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
-import { rotateSecrets, writeSecretFile, PLACEHOLDER_PCK } from "../guest/rotation.js";
+import { rotateSecrets, writeSecretFile, PLACEHOLDER_PCK, type RotatedSecrets } from "../guest/rotation.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
 import { assertPortsFree, launchVm, type LaunchedVm } from "./launch.js";
@@ -72,12 +72,14 @@ export async function finishGuest(
   agent: GuestAgent,
   phases: Phases,
   healthTimeoutSec: number,
+  secrets?: RotatedSecrets,
+  signal?: AbortSignal,
 ): Promise<GuestReady> {
   let placeholderSecrets = false;
   let freshSince: number | undefined;
   if (ctx.config.rotation) {
     freshSince = Date.now();
-    await phases.run("rotation", () => rotateSecrets(agent, ctx.paths.internalPck, 60_000));
+    await phases.run("rotation", () => rotateSecrets(agent, ctx.paths.internalPck, 60_000, secrets));
   } else {
     placeholderSecrets = true;
     phases.warn(
@@ -89,6 +91,7 @@ export async function finishGuest(
     waitForHealthy(servicesFor(ctx.config), {
       host: probeHost(ctx.config.bindAddress),
       deadlineMs: healthTimeoutSec * 1000,
+      ...(signal === undefined ? {} : { signal }),
       ...(freshSince === undefined ? {} : { requireFreshSince: freshSince }),
     }),
   );

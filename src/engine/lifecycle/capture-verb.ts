@@ -2,7 +2,7 @@
 import type { EmulatorConfig } from "../config/index.js";
 import { EngineError } from "../errors.js";
 import { openSnapshotStore } from "../snapshot/store.js";
-import { isAlive, readPidFile } from "../qemu/process.js";
+import { reclaimRunDir } from "./stop.js";
 import { resolveContext } from "./context.js";
 import { Phases, type EventSink } from "./events.js";
 import { ensureRunDir } from "./run-dir.js";
@@ -19,12 +19,15 @@ export async function captureOnly(
   ensureRunDir(ctx.paths);
   const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
   try {
-    const running = readPidFile(ctx.paths.pidFile);
-    if (running && isAlive(running)) {
-      throw new EngineError("ALREADY_RUNNING", `the emulator is running from ${ctx.paths.dir}`, {
-        hint: "stop it first (hexclave-emulator stop): capture boots its own VM on the same ports",
-      });
-    }
+    const reclaimed = await reclaimRunDir(
+      ctx.paths,
+      () =>
+        new EngineError("ALREADY_RUNNING", `the emulator is running from ${ctx.paths.dir}`, {
+          hint: "stop it first (hexclave-emulator stop): capture boots its own VM on the same ports",
+        }),
+    );
+    if (reclaimed !== undefined)
+      phases.warn(`killed QEMU pid ${reclaimed}, left running by an interrupted start in ${ctx.paths.dir}`);
     const store = openSnapshotStore(config.snapshotDir);
     const { key, parts } = await keyOf(ctx);
     if (!config.forceCapture && (await store.lookup(key))) return { key, skipped: true, timings: {} };

@@ -8,7 +8,7 @@ import type { SnapshotKeyParts } from "../snapshot/key.js";
 import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
-import { assertPortsFree, launchVm } from "./launch.js";
+import { assertPortsFree, launchVm, whileRunning } from "./launch.js";
 import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
 import { forwardedPorts, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
@@ -19,6 +19,7 @@ import { ENGINE_VERSION } from "../version.js";
 import { waitForExit } from "../qemu/process.js";
 import { EngineError, describeError } from "../errors.js";
 import { rmSync } from "node:fs";
+import { statfs } from "node:fs/promises";
 import type { QemuPlan } from "../qemu/argv.js";
 import type { LaunchedVm } from "./launch.js";
 
@@ -33,6 +34,7 @@ export async function capture(
   const writer = await store.begin(key, { force: config.forceCapture });
   const started = { ...phases.timings };
   try {
+    if (ctx.strategy === "template") await assertRoomForRam(writer.dir, config.snapshotRamMiB);
     const layer = writer.path(SNAPSHOT_FILES.diskLayer);
     const ramFile = ctx.strategy === "template" ? writer.path(SNAPSHOT_FILES.ram) : undefined;
     const plan = planFor(ctx, "capture", { base: config.image, layer }, ramFile);
@@ -88,16 +90,19 @@ async function bootForCapture(
     await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
     const vm = await phases.run("capture-boot", () => launchVm(ctx.qemu.binary, plan, paths));
     try {
-      await phases.run("capture-ready", async () => {
-        await waitForHealthy(servicesFor(config), {
-          host: probeHost(config.bindAddress),
-          deadlineMs: config.readyTimeoutSec * 1000,
-        });
-        // The agent must be connected in the guest when captured: the port's
-        // open state is part of the device state.
-        const agent = await connectAgent(ctx, 60_000);
-        agent.close();
-      });
+      await phases.run("capture-ready", () =>
+        whileRunning(vm, paths, "the capture boot", async (signal) => {
+          await waitForHealthy(servicesFor(config), {
+            host: probeHost(config.bindAddress),
+            deadlineMs: config.readyTimeoutSec * 1000,
+            signal,
+          });
+          // The agent must be connected in the guest when captured: the port's
+          // open state is part of the device state.
+          const agent = await connectAgent(ctx, 60_000);
+          agent.close();
+        }),
+      );
       return vm;
     } catch (err) {
       vm.qmp.close();
@@ -106,5 +111,28 @@ async function bootForCapture(
       if (attempt >= 2 || !timedOut) throw err;
       phases.warn(`the capture boot did not become ready (${describeError(err)}); retrying once`);
     }
+  }
+}
+
+/** Room for the disk layer and device state besides the RAM file. */
+const LAYER_ALLOWANCE_MIB = 64;
+
+/**
+ * A template capture maps the guest's RAM from a file in the store: on a full
+ * file system the guest would die of SIGBUS mid-boot. Refuse up front instead.
+ */
+async function assertRoomForRam(dir: string, ramMiB: number): Promise<void> {
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs) return;
+  const freeMiB = Math.floor((Number(fs.bavail) * Number(fs.bsize)) / 1024 ** 2);
+  const needMiB = ramMiB + LAYER_ALLOWANCE_MIB;
+  if (freeMiB < needMiB) {
+    throw new EngineError(
+      "SNAPSHOT_STORE_FULL",
+      `the snapshot store has ${freeMiB} MiB free, a template capture needs ${needMiB} MiB (${ramMiB} MiB of guest RAM, the disk layer and device state)`,
+      {
+        hint: "free space there, point HEXCLAVE_EMULATOR_SNAPSHOT_DIR at a larger disk, or lower EMULATOR_SNAPSHOT_RAM",
+      },
+    );
   }
 }

@@ -1,5 +1,5 @@
 /** qcow2 overlays and the small files a layout needs, made with qemu-img. */
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { run } from "../exec.js";
 
 export async function virtualSize(qemuImg: string, image: string): Promise<number> {
@@ -26,6 +26,8 @@ export async function createOverlay(
       timeoutMs: 30_000,
     },
   );
+  // The guest writes its live secrets to its disk: the overlay is the user's alone.
+  chmodSync(path, 0o600);
 }
 
 /** The 1 MiB read-only placeholders in the slots the image's build-time ISOs had. */

@@ -5,21 +5,28 @@
 import { readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { EngineError } from "../errors.js";
+import { describePortOwner } from "../host/port-owner.js";
 import { spawnDetached } from "../exec.js";
 import { buildQemuArgv, type QemuPlan } from "../qemu/argv.js";
 import { processStartTicks, writePidFile, type PidRecord } from "../qemu/process.js";
 import { QmpClient } from "../qemu/qmp.js";
+import { QmpClosedError } from "../qemu/protocol-errors.js";
+import { setTimeout as delay } from "node:timers/promises";
 import type { RunPaths } from "./run-dir.js";
 
 export class PortInUseError extends EngineError {
+  /** Who holds the port ("pid 1234 (python3)"), when /proc could tell. */
+  readonly owner: string | undefined;
   constructor(
     readonly port: number,
     bind: string,
-    owner?: string,
+    owner: string | undefined = describePortOwner(port),
   ) {
-    super("PORT_IN_USE", `host port ${bind}:${port} is already in use${owner ? ` by ${owner}` : ""}`, {
-      hint: `stop what listens there, or choose other ports (EMULATOR_*_PORT / --port-… / the port inputs)`,
+    const where = bind.includes(":") ? `[${bind}]:${port}` : `${bind}:${port}`;
+    super("PORT_IN_USE", `host port ${where} is already in use${owner ? ` by ${owner}` : ""}`, {
+      hint: `stop what listens on port ${port}${owner ? ` (${owner})` : ""}, or choose other ports (the EMULATOR_*_PORT variables, or the Action's port inputs)`,
     });
+    this.owner = owner;
   }
 }
 
@@ -80,6 +87,18 @@ export async function launchVm(
   try {
     qmp = await Promise.race([QmpClient.connect(paths.qmpSocket, { timeoutMs }), exitedEarly]);
   } catch (err) {
+    // A QEMU that exits while we negotiate closes the monitor before its exit
+    // is seen: its own reason (a taken port, a bad argument) is the better error.
+    if (err instanceof QmpClosedError) {
+      const early = await Promise.race([
+        exitedEarly.then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        delay(2_000).then(() => undefined),
+      ]);
+      if (early) throw early;
+    }
     if (!(err instanceof EngineError && err.code.startsWith("QEMU_"))) {
       try {
         process.kill(proc.pid, "SIGKILL");
@@ -107,4 +126,34 @@ function launchFailure(
     `QEMU (${binary}) exited during launch (${sig ?? `exit ${code}`}):\n${log || "(no output)"}`,
     { hint: `see ${paths.qemuLog}; check the image path and the QEMU version` },
   );
+}
+
+/**
+ * Runs `work` while the VM runs: when QEMU exits first, `work` is aborted
+ * through its signal and this rejects at once with QEMU_EXITED, instead of
+ * waiting out the work's own deadline (a crashed capture boot would
+ * otherwise wait for health until readyTimeoutSec).
+ */
+export async function whileRunning<T>(
+  vm: LaunchedVm,
+  paths: RunPaths,
+  what: string,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const abort = new AbortController();
+  let settled = false;
+  const exited = vm.exited.then((r) => {
+    const how = r.signal ?? `exit ${r.code}`;
+    const err = new QemuLaunchError("QEMU_EXITED", `QEMU exited (${how}) during ${what}`, {
+      hint: `see ${paths.qemuLog} and ${paths.serialLog}`,
+    });
+    if (!settled) abort.abort(err);
+    throw err;
+  });
+  exited.catch(() => undefined);
+  try {
+    return await Promise.race([work(abort.signal), exited]);
+  } finally {
+    settled = true;
+  }
 }

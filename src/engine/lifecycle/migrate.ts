@@ -5,6 +5,7 @@
  */
 import { EngineError } from "../errors.js";
 import type { QmpClient } from "../qemu/qmp.js";
+import { QmpTimeoutError } from "../qemu/protocol-errors.js";
 import type { MigrationSpec } from "./strategies.js";
 
 export class MigrationError extends EngineError {}
@@ -53,7 +54,22 @@ export async function captureState(qmp: QmpClient, spec: MigrationSpec, timeoutM
     timeoutMs,
   });
   await qmp.execute("migrate", { uri: spec.outgoingUri });
-  await awaitOutcome(qmp, done, "capture migration");
+  try {
+    await awaitOutcome(qmp, done, "capture migration");
+  } catch (err) {
+    if (!(err instanceof QmpTimeoutError)) throw err;
+    // A destination that stopped reading (a full pipe, a hung disk): cancel,
+    // so QEMU is left stopped but sane, and say what happened.
+    await qmp.execute("migrate_cancel", undefined, { timeoutMs: 5_000 }).catch(() => undefined);
+    throw new MigrationError(
+      "MIGRATION_TIMEOUT",
+      `capture migration did not complete within ${timeoutMs} ms`,
+      {
+        hint: "the snapshot destination stopped taking data (full or hung disk?); it was cancelled",
+        cause: err,
+      },
+    );
+  }
 }
 
 /** Loads a snapshot into a QEMU started with `-incoming defer -S`, then runs it. */

@@ -15,6 +15,9 @@ import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
 import { resumeState } from "./migrate.js";
 import { connectAgent, vmDirHost, writeRuntimeIso } from "./boot.js";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { isAlive } from "../qemu/process.js";
+import { QmpClosedError } from "../qemu/protocol-errors.js";
 
 export const MOUNT_HOST_FS = "/usr/local/bin/mount-host-fs";
 
@@ -46,6 +49,14 @@ export async function resumeVm(
   try {
     await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000));
   } catch (err) {
+    const killed = await killedFromOutside(vm, err);
+    if (killed) {
+      // Not the snapshot's fault: it is kept, and this start falls back.
+      throw new EngineError("QEMU_KILLED", `QEMU was killed (${killed}) while the snapshot was loading`, {
+        hint: "something outside the engine signalled QEMU (OOM killer, a CI timeout, a user)",
+        cause: err,
+      });
+    }
     throw new SnapshotUnusableError(
       "SNAPSHOT_RESUME_FAILED",
       `the snapshot did not load: ${(err as Error).message}`,
@@ -74,7 +85,16 @@ export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: 
         bus: "hostfs-port",
       });
       const args = share.path === "/" ? ["--post-resume"] : ["--post-resume", "--path", share.path];
-      const r = await agent.exec(MOUNT_HOST_FS, args, { timeoutMs: 20_000 });
+      // The guest binds the hot-plugged device asynchronously: a mount that
+      // comes too early finds no "hostfs" channel (ENOENT). Retry until bound.
+      const deadline = performance.now() + 20_000;
+      let r = await agent.exec(MOUNT_HOST_FS, args, { timeoutMs: 20_000 });
+      while (r.exitCode !== 0 && performance.now() + 50 < deadline) {
+        await delay(50);
+        r = await agent.exec(MOUNT_HOST_FS, args, {
+          timeoutMs: Math.max(1_000, deadline - performance.now()),
+        });
+      }
       if (r.exitCode !== 0) {
         throw new EngineError(
           "HOST_SHARE_FAILED",
@@ -87,4 +107,14 @@ export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: 
     });
   }
   return agent;
+}
+
+/** Signals that come from outside QEMU (a crash while loading a bad stream would be SIGSEGV/SIGABRT or an exit). */
+const EXTERNAL_SIGNALS = new Set(["SIGKILL", "SIGTERM", "SIGINT", "SIGHUP"]);
+
+async function killedFromOutside(vm: LaunchedVm, err: unknown): Promise<string | undefined> {
+  // A closed monitor means QEMU is going away: give it a moment to be reaped.
+  if (!(err instanceof QmpClosedError) && isAlive(vm.pid)) return undefined;
+  const exit = await Promise.race([vm.exited, delay(1000).then(() => undefined)]).catch(() => undefined);
+  return exit?.signal && EXTERNAL_SIGNALS.has(exit.signal) ? exit.signal : undefined;
 }

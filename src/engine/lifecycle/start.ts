@@ -9,7 +9,7 @@ import type { EmulatorConfig } from "../config/index.js";
 import { SERVICE_NAMES, type ServiceName } from "../config/index.js";
 import { openSnapshotStore, type PublishedSnapshot, type SnapshotStore } from "../snapshot/store.js";
 import type { GuestAgent } from "../qemu/qga.js";
-import { isAlive, readPidFile } from "../qemu/process.js";
+import type { RotatedSecrets } from "../guest/rotation.js";
 import { resolveContext, type EngineContext } from "./context.js";
 import { Phases, silent, type EventSink } from "./events.js";
 import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
@@ -18,9 +18,10 @@ import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
 import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
 import { connectAgent, finishGuest, launchCold } from "./boot.js";
-import { killVm } from "./stop.js";
-import type { LaunchedVm } from "./launch.js";
-import { rmSync } from "node:fs";
+import { killVm, reclaimRunDir } from "./stop.js";
+import { whileRunning, type LaunchedVm } from "./launch.js";
+import { rmSync, statSync } from "node:fs";
+import { COMPLETE_FILE } from "../snapshot/manifest.js";
 import { join } from "node:path";
 import { sha256File } from "../snapshot/hash.js";
 
@@ -41,27 +42,44 @@ export interface StartResult {
   totalMs: number;
 }
 
-export async function start(config: EmulatorConfig, sink: EventSink = silent): Promise<StartResult> {
+/** What a caller may hand the engine besides the config. */
+export interface StartOptions {
+  /**
+   * The secrets to rotate the guest to (64 lowercase hex each), e.g. from a
+   * Kubernetes Secret the controller generated. Without them the engine
+   * generates fresh ones. Ignored when rotation is off.
+   */
+  secrets?: RotatedSecrets | undefined;
+}
+
+export async function start(
+  config: EmulatorConfig,
+  sink: EventSink = silent,
+  options: StartOptions = {},
+): Promise<StartResult> {
   const t0 = performance.now();
   const phases = new Phases(sink);
   const ctx = await phases.run("probe", () => resolveContext(config));
   ensureRunDir(ctx.paths);
   const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
   try {
-    const running = readPidFile(ctx.paths.pidFile);
-    if (running && isAlive(running)) {
-      throw new EngineError(
-        "ALREADY_RUNNING",
-        `an emulator is already running from ${ctx.paths.dir} (pid ${running.pid})`,
-        {
-          hint: "stop it first (hexclave-emulator stop), or use another run directory",
-        },
-      );
-    }
+    const reclaimed = await reclaimRunDir(
+      ctx.paths,
+      (pid) =>
+        new EngineError(
+          "ALREADY_RUNNING",
+          `an emulator is already running from ${ctx.paths.dir} (pid ${pid})`,
+          {
+            hint: "stop it first (hexclave-emulator stop), or use another run directory",
+          },
+        ),
+    );
+    if (reclaimed !== undefined)
+      phases.warn(`killed QEMU pid ${reclaimed}, left running by an interrupted start in ${ctx.paths.dir}`);
     phases.info(
       `QEMU ${ctx.qemu.versionString}, ${ctx.accel.accelerator} (${ctx.accel.reason}), ${ctx.machineType}`,
     );
-    const outcome = await boot(ctx, phases);
+    const outcome = await boot(ctx, phases, options.secrets);
     const result: StartResult = {
       ...outcome,
       qemuVersion: ctx.qemu.versionString,
@@ -98,7 +116,7 @@ type Outcome = Pick<
   "bootMode" | "fallbackReason" | "snapshotKey" | "strategy" | "captured" | "placeholderSecrets"
 >;
 
-async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
+async function boot(ctx: EngineContext, phases: Phases, secrets?: RotatedSecrets): Promise<Outcome> {
   const { config } = ctx;
   let fallbackReason: string | undefined;
   if (config.snapshot !== "never") {
@@ -131,9 +149,11 @@ async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
       let vm: LaunchedVm | undefined;
       try {
         vm = await resumeVm(ctx, snapshot, phases);
+        const resumed = vm;
         const agent = await reattachGuest(ctx, vm, phases);
-        const ready = await finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec);
-        agent.close();
+        const ready = await whileRunning(resumed, ctx.paths, "the resumed guest's setup", (signal) =>
+          finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec, secrets, signal),
+        ).finally(() => agent.close());
         vm.qmp.close();
         return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
       } catch (err) {
@@ -151,7 +171,7 @@ async function boot(ctx: EngineContext, phases: Phases): Promise<Outcome> {
     }
     if (fallbackReason) phases.warn(`${fallbackReason}; falling back to a cold boot`);
   }
-  const ready = await coldBoot(ctx, phases);
+  const ready = await coldBoot(ctx, phases, secrets);
   return { bootMode: "cold", fallbackReason, captured: false, ...ready };
 }
 
@@ -184,25 +204,41 @@ async function findSnapshot(store: SnapshotStore, key: string, phases: Phases): 
 
 const SMALL_FILE_BYTES = 256 * 1024 * 1024;
 
+/**
+ * Small files are always hashed. RAM (and anything large) is hashed only when
+ * it was modified after the snapshot was sealed: every file is fsynced before
+ * COMPLETE is written, so a later mtime means someone wrote to it since.
+ */
 async function checkSmallFiles(snapshot: PublishedSnapshot): Promise<string | undefined> {
+  const sealedAt = statSync(join(snapshot.dir, COMPLETE_FILE)).mtimeMs;
   for (const f of snapshot.manifest.files) {
-    if (f.role === "ram" || f.bytes > SMALL_FILE_BYTES) continue;
-    const actual = await sha256File(join(snapshot.dir, f.name));
-    if (actual.sha256 !== f.sha256)
-      return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum`;
+    const path = join(snapshot.dir, f.name);
+    const small = f.role !== "ram" && f.bytes <= SMALL_FILE_BYTES;
+    if (!small && statSync(path).mtimeMs <= sealedAt) continue;
+    const actual = await sha256File(path);
+    if (actual.sha256 !== f.sha256) {
+      const when = small ? "" : " (it was modified after the snapshot was published)";
+      return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum${when}`;
+    }
   }
   return undefined;
 }
 
 /** Cold boot with one retry: a TCG boot with several vCPUs rarely hangs. */
-async function coldBoot(ctx: EngineContext, phases: Phases): Promise<{ placeholderSecrets: boolean }> {
+async function coldBoot(
+  ctx: EngineContext,
+  phases: Phases,
+  secrets?: RotatedSecrets,
+): Promise<{ placeholderSecrets: boolean }> {
   for (let attempt = 1; ; attempt++) {
     const vm = await phases.run("cold-boot", () => launchCold(ctx, phases));
     let agent: GuestAgent | undefined;
     try {
-      agent = await phases.run("agent", () => connectAgent(ctx, ctx.config.readyTimeoutSec * 1000));
-      const ready = await finishGuest(ctx, agent, phases, ctx.config.readyTimeoutSec);
-      return ready;
+      const a = await phases.run("agent", () => connectAgent(ctx, ctx.config.readyTimeoutSec * 1000));
+      agent = a;
+      return await whileRunning(vm, ctx.paths, "the cold boot", (signal) =>
+        finishGuest(ctx, a, phases, ctx.config.readyTimeoutSec, secrets, signal),
+      );
     } catch (err) {
       vm.qmp.close();
       await killVm(vm.pid);

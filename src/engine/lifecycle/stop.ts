@@ -6,14 +6,44 @@
 import { GuestAgent } from "../qemu/qga.js";
 import { QmpClient } from "../qemu/qmp.js";
 import { isAlive, readPidFile, signal, waitForExit, type PidRecord } from "../qemu/process.js";
-import type { RunPaths } from "./run-dir.js";
-import { clearRuntimeFiles } from "./run-dir.js";
+import type { RunPaths, RunState } from "./run-dir.js";
+import { clearRuntimeFiles, readState } from "./run-dir.js";
 import type { EventSink } from "./events.js";
 
 export async function killVm(pid: PidRecord): Promise<void> {
   if (!isAlive(pid)) return;
   signal(pid, "SIGKILL");
   await waitForExit(pid, 10_000);
+}
+
+/**
+ * A live QEMU whose start never finished: the engine was killed while it
+ * booted, captured or resumed, so no state.json was written after the QEMU
+ * was launched. Such a VM is half set up (a capture VM, or one whose secrets
+ * may not be rotated yet) and holds the ports: it is never handed out.
+ */
+export function leftByInterruptedStart(pid: PidRecord, state: RunState | undefined): boolean {
+  if (!state) return true;
+  const finished = Date.parse(state.startedAt);
+  const launched = Date.parse(pid.startedAt);
+  return Number.isFinite(finished) && Number.isFinite(launched) && finished < launched;
+}
+
+/**
+ * Called with the run lock held, before a start or capture: refuses when a
+ * finished start's emulator is running, and kills a QEMU an interrupted start
+ * left behind. Returns the pid of the QEMU it killed.
+ */
+export async function reclaimRunDir(
+  paths: RunPaths,
+  running: (pid: number) => Error,
+): Promise<number | undefined> {
+  const pid = readPidFile(paths.pidFile);
+  if (!pid || !isAlive(pid)) return undefined;
+  if (!leftByInterruptedStart(pid, readState(paths))) throw running(pid.pid);
+  await killVm(pid);
+  clearRuntimeFiles(paths);
+  return pid.pid;
 }
 
 export interface StopResult {

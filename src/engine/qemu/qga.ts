@@ -11,6 +11,7 @@ import { execArguments, pollExec } from "./qga-exec.js";
 import * as s from "./qga-types.js";
 import { connectUnixSocket } from "./unix-socket.js";
 import { WireLock } from "./wire-lock.js";
+import { redactAgentReply, traceFor } from "./trace.js";
 
 export type { ExecOptions, ExecResult, GuestAgentInfo, ShutdownMode } from "./qga-types.js";
 
@@ -22,7 +23,7 @@ export interface GuestAgentOptions {
   maxMessageBytes?: number;
   /** Stale or unexpected data that was discarded: reported here, never thrown. */
   onProtocolWarning?: (message: string) => void;
-  /** Sees every message sent and received; `input-data` is redacted. */
+  /** Sees every message sent and received; `input-data` and guest-exec output are redacted. Default: the process-wide trace (trace.ts). */
   trace?: (direction: "send" | "recv", message: unknown) => void;
 }
 
@@ -243,13 +244,13 @@ export class GuestAgent {
       };
       const command = expect.kind === "sync" ? "guest-sync-delimited" : expect.command;
       const message = args === undefined ? { execute: command } : { execute: command, arguments: args };
-      this.options.trace?.("send", s.redact(message));
+      traceFor("guest agent", this.options.trace)?.("send", s.redact(message));
       this.transport.send(message);
     });
   }
 
   private onMessage(message: unknown): void {
-    this.options.trace?.("recv", message);
+    traceFor("guest agent", this.options.trace)?.("recv", redactAgentReply(message));
     const slot = this.slot;
     const warn = this.options.onProtocolWarning;
     if (slot?.kind === "sync") {

@@ -4,6 +4,7 @@ import { ProtocolError, QmpClosedError, QmpCommandError, QmpTimeoutError } from 
 import { QmpEventHub, type QmpEventHandler } from "./qmp-events.js";
 import * as t from "./qmp-types.js";
 import { connectUnixSocket } from "./unix-socket.js";
+import { redactQmp, traceFor } from "./trace.js";
 
 export type { QmpEventHandler } from "./qmp-events.js";
 export type {
@@ -27,7 +28,7 @@ export interface QmpClientOptions {
   maxMessageBytes?: number;
   /** Unknown reply ids, late replies, odd messages, throwing handlers: reported here, never thrown. */
   onProtocolWarning?: (message: string) => void;
-  /** Sees every message sent and received (debugging). */
+  /** Sees every message sent and received (debugging); secret arguments are redacted. Default: the process-wide trace (trace.ts). */
   trace?: (direction: "send" | "recv", message: unknown) => void;
 }
 
@@ -200,7 +201,7 @@ export class QmpClient {
       this.pending.set(id, { command, resolve, reject, timer });
       const message =
         args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
-      this.options.trace?.("send", message);
+      this.trace("send", message);
       this.transport.send(message);
     });
   }
@@ -209,8 +210,13 @@ export class QmpClient {
     this.options.onProtocolWarning?.(message);
   }
 
+  private trace(direction: "send" | "recv", message: unknown): void {
+    const trace = traceFor("QMP", this.options.trace);
+    if (trace) trace(direction, direction === "send" ? redactQmp(message) : message);
+  }
+
   private onMessage(message: unknown): void {
-    this.options.trace?.("recv", message);
+    this.trace("recv", message);
     if (!isJsonObject(message))
       return this.transport?.fail(new ProtocolError("QMP sent a message that is not an object"));
     if (!this.greetingValue) {

@@ -4,6 +4,7 @@
  * after their COMPLETE marker was durable, so a crash at any point leaves the
  * store readable; `sweep` clears what a crash left behind.
  */
+import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
@@ -114,6 +115,10 @@ export class SnapshotStore {
     const manifest = parseManifest(text);
     if (manifest instanceof EngineError) return { state: "invalid", error: manifest };
     if (manifest.key !== key) return invalid(key, `holds a manifest for ${manifest.key}`);
+    const sealed = await sealOf(join(dir, COMPLETE_FILE));
+    if (sealed !== undefined && sealed !== createHash("sha256").update(text).digest("hex")) {
+      return invalid(key, "has a manifest.json that was changed after it was published");
+    }
     return { state: "published", snapshot: { key, dir, manifest } };
   }
 
@@ -254,6 +259,16 @@ function invalid(key: string, what: string): Examination {
       hint: "quarantine or remove it and capture again",
     }),
   };
+}
+
+/** The manifest checksum a COMPLETE marker records (markers of older engines have none). */
+async function sealOf(completeFile: string): Promise<string | undefined> {
+  try {
+    const v = JSON.parse(await readFile(completeFile, "utf8")) as { manifestSha256?: unknown };
+    return typeof v.manifestSha256 === "string" ? v.manifestSha256 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

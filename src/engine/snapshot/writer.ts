@@ -5,6 +5,7 @@
  * place. Until that rename nothing is visible under `<root>/<key>`; after it,
  * everything is durable.
  */
+import { createHash } from "node:crypto";
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
@@ -182,11 +183,14 @@ export class SnapshotWriter {
 
   private async commit(manifest: SnapshotManifest): Promise<PublishedSnapshot> {
     const { root, key } = this.ctx;
-    await writeFileDurable(this.path(MANIFEST_FILE), serializeManifest(manifest));
+    const manifestText = serializeManifest(manifest);
+    await writeFileDurable(this.path(MANIFEST_FILE), manifestText);
     for (const f of manifest.files) await fsyncFile(this.path(f.name));
+    // The marker seals the manifest: a reader refuses a manifest changed after publish.
+    const manifestSha256 = createHash("sha256").update(manifestText).digest("hex");
     await writeFileDurable(
       this.path(COMPLETE_FILE),
-      `${JSON.stringify({ key, completedAt: new Date().toISOString() })}\n`,
+      `${JSON.stringify({ key, completedAt: new Date().toISOString(), manifestSha256 })}\n`,
     );
     await fsyncDir(this.dir);
 

@@ -1,0 +1,123 @@
+/** What a result was measured on: machine, load, QEMU, accelerator, guest. */
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { cpus, hostname, loadavg, release, totalmem } from "node:os";
+import { detectHost } from "../src/engine/host/host.js";
+
+export interface MachineInfo {
+  hostname: string;
+  cpuModel: string;
+  cores: number;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  /** /dev/kvm usable by this user. */
+  kvm: boolean;
+  zstd: string;
+}
+
+export interface LoadSample {
+  at: string;
+  /** 1, 5 and 15 minute load averages. */
+  loadavg: [number, number, number];
+  /** Other QEMU processes on the machine (other people's tests), not counting the bench's own. */
+  otherQemus: number;
+  /** The three busiest processes (ps %CPU: over each one's lifetime) and their commands. */
+  busiest: string[];
+}
+
+export interface GuestInfo {
+  image: string;
+  virtualBytes: number;
+  fileBytes: number;
+  vcpus: number;
+}
+
+const first = (s: string): string => s.split("\n")[0]?.trim() ?? "";
+
+export function machineInfo(): MachineInfo {
+  const host = detectHost();
+  const cpu = cpus()[0]?.model ?? "unknown";
+  let zstd = "absent";
+  try {
+    const line = first(execFileSync("zstd", ["--version"], { encoding: "utf8" }));
+    zstd = `zstd ${/v\d[\d.]*/.exec(line)?.[0] ?? line}`;
+  } catch {
+    /* absent */
+  }
+  return {
+    hostname: hostname(),
+    cpuModel: cpu.trim(),
+    cores: cpus().length,
+    memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
+    kernel: release(),
+    node: process.version,
+    kvm: host.kvmWritable,
+    zstd,
+  };
+}
+
+/** Load now, and how many QEMUs other than `ownPids` run (the machine is shared). */
+export function loadSample(ownPids: ReadonlySet<number> = new Set()): LoadSample {
+  const [a = 0, b = 0, c = 0] = loadavg();
+  return {
+    at: new Date().toISOString(),
+    loadavg: [round(a), round(b), round(c)],
+    otherQemus: otherQemus(ownPids),
+    busiest: busiest(),
+  };
+}
+
+function otherQemus(own: ReadonlySet<number>): number {
+  let n = 0;
+  for (const entry of safeReaddir("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || own.has(pid)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      // The QEMU 10 wrapper runs qemu through its own loader: the binary is argv[3].
+      if (/qemu-system/.test(cmd.split("\0").slice(0, 5).join(" "))) n++;
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
+
+function busiest(): string[] {
+  try {
+    const out = execFileSync("ps", ["-eo", "pcpu=,comm=", "--sort=-pcpu"], { encoding: "utf8" });
+    return out
+      .split("\n")
+      .map((l) => l.trim().replace(/\s+/, "% "))
+      .filter((l) => l && !/% ps$/.test(l))
+      .slice(0, 3);
+  } catch {
+    return [];
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+export function guestInfo(image: string, qemuImg: string, vcpus: number): GuestInfo {
+  let virtualBytes = 0;
+  try {
+    const info = JSON.parse(
+      execFileSync(qemuImg, ["info", "--output=json", image], { encoding: "utf8" }),
+    ) as {
+      "virtual-size"?: number;
+    };
+    virtualBytes = info["virtual-size"] ?? 0;
+  } catch {
+    /* unknown */
+  }
+  return { image, virtualBytes, fileBytes: statSync(image).size, vcpus };
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;

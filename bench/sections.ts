@@ -1,0 +1,116 @@
+/**
+ * One QEMU, every section in order: floors, cold boot, capture per
+ * strategy, resume per strategy with and without rotation, the engine's
+ * overhead, concurrent guests, RAM scaling. A section that fails is written
+ * down with its error and the others still run.
+ */
+import { join } from "node:path";
+import { resolveContext } from "../src/engine/lifecycle/context.js";
+import { supportedStrategies } from "../src/engine/lifecycle/strategies.js";
+import type { Strategy } from "../src/engine/qemu/argv.js";
+import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
+import { openSnapshotStore } from "../src/engine/snapshot/index.js";
+import { describeError } from "../src/engine/errors.js";
+import type { BenchOptions } from "./args.js";
+import { bareArgv, bareFloor } from "./floor.js";
+import { coldSection } from "./cold.js";
+import { captureSection } from "./capture.js";
+import { resumeSection } from "./resume.js";
+import { overheadSection } from "./overhead.js";
+import { sharingSection } from "./sharing.js";
+import { scalingSection } from "./ram-scaling.js";
+import { loadSample } from "./machine.js";
+import type { QemuResult, SectionName } from "./results.js";
+import type { BenchEnv } from "./setup.js";
+
+export async function runTarget(
+  env: BenchEnv,
+  opts: BenchOptions,
+  log: (m: string) => void,
+): Promise<QemuResult> {
+  const ctx = await resolveContext(env.config());
+  const strategies = supportedStrategies(ctx.qemu);
+  const q: QemuResult = {
+    label: env.target.label,
+    binary: env.target.binary,
+    version: ctx.qemu.versionString,
+    accelerator: ctx.accel.accelerator,
+    acceleratorReason: ctx.accel.reason,
+    machineType: ctx.machineType,
+    strategies,
+    floor: undefined,
+    cold: undefined,
+    capture: [],
+    resume: [],
+    overhead: undefined,
+    sharing: undefined,
+    ramScaling: [],
+    load: {},
+    sectionMs: {},
+    errors: [],
+  };
+  const log2 = (m: string) => log(`${env.target.label} ${m}`);
+  const section = async (name: SectionName, fn: () => Promise<void>): Promise<void> => {
+    q.load[name] = loadSample();
+    log2(`${name} (load ${q.load[name].loadavg[0]}, ${q.load[name].otherQemus} other QEMUs)`);
+    const t0 = performance.now();
+    try {
+      await fn();
+    } catch (err) {
+      q.errors.push({ section: name, message: describeError(err) });
+      log2(`${name} failed: ${describeError(err)}`);
+    } finally {
+      q.sectionMs[name] = Math.round(performance.now() - t0);
+    }
+  };
+  const scratch = join(env.home, "scratch");
+  const snapshots: Partial<Record<Strategy, PublishedSnapshot>> = {};
+
+  await section("floor", async () => {
+    q.floor = {
+      bareMs: await bareFloor(ctx.qemu.binary, env.home, Math.max(opts.runs, 5)),
+      argv: bareArgv(),
+    };
+  });
+  await section("cold", async () => {
+    q.cold = await coldSection(env, opts.ramMiB, opts.runs, log2);
+  });
+  await section("capture", async () => {
+    for (const s of strategies) {
+      const c = await captureSection(env, s, opts.ramMiB, opts.runs, scratch, log2);
+      q.capture.push(c);
+      const snap = await openSnapshotStore(env.config().snapshotDir).lookup(c.key);
+      if (snap) snapshots[s] = snap;
+    }
+  });
+  await section("resume", async () => {
+    for (const s of strategies.filter((x) => snapshots[x])) {
+      for (const rotation of [true, false]) {
+        q.resume.push(await resumeSection(env, s, rotation, opts.ramMiB, opts.runs, log2));
+      }
+    }
+  });
+  await section("overhead", async () => {
+    const snap = snapshots.template;
+    if (!snap) throw new Error("no template snapshot (its capture failed)");
+    const config = env.config(
+      { strategy: "template", ramMiB: opts.ramMiB, snapshotRamMiB: opts.ramMiB },
+      9,
+      "direct",
+    );
+    q.overhead = await overheadSection(env, config, snap, Math.max(opts.runs * 2, 3), log2);
+  });
+  await section("sharing", async () => {
+    if (!snapshots.template) throw new Error("no template snapshot (its capture failed)");
+    const most = Math.max(...opts.guests);
+    const plan: { strategy: Strategy; guests: number[] }[] = [{ strategy: "template", guests: opts.guests }];
+    // The contrast: guests with RAM of their own (stream), without sharing.
+    if (!opts.quick && most > 1) plan.push({ strategy: "stream", guests: [1, most] });
+    q.sharing = await sharingSection(env, snapshots, plan, opts.ramMiB, log2);
+  });
+  await section("ramScaling", async () => {
+    const wanted = opts.scalingStrategies.filter((s) => strategies.includes(s));
+    q.ramScaling = await scalingSection(env, wanted, opts.sizesMiB, opts.runs, scratch, log2);
+  });
+  return q;
+}

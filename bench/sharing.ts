@@ -1,0 +1,181 @@
+/**
+ * Concurrent guests resumed from one template. The snapshot key includes
+ * the host ports, so N guests cannot each find "their" snapshot through
+ * start(): N configs on distinct ports have N keys. But hostfwd is host-side
+ * only (it is not part of the migrated state, nor of the layout hash), so
+ * each guest here runs the engine's own resume path (resumeVm, reattachGuest,
+ * finishGuest: overlay, launch, incoming migration, agent, clock, host share,
+ * rotation, health) on the ONE published template snapshot, with its own run
+ * dir and ports. Memory is the proportional set size of each QEMU (shared
+ * pages split fairly between the guests that map them), read 3 s after every
+ * guest is healthy; the guest-RAM mapping's share is reported on its own.
+ */
+import { join } from "node:path";
+import { rmSync } from "node:fs";
+import type { EmulatorConfig } from "../src/engine/config/index.js";
+import { resolveContext } from "../src/engine/lifecycle/context.js";
+import { Phases, silent } from "../src/engine/lifecycle/events.js";
+import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
+import { reattachGuest, resumeVm } from "../src/engine/lifecycle/resume.js";
+import { finishGuest } from "../src/engine/lifecycle/boot.js";
+import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
+import type { Strategy } from "../src/engine/qemu/argv.js";
+import { mappingMemory, processMemory, type MappingFigures, type MemoryFigures } from "./memory.js";
+import { now, round } from "./stats.js";
+import type { BenchEnv } from "./setup.js";
+
+const SETTLE_MS = 3_000;
+
+export interface GuestFigures {
+  /** resume-launch + resume-migrate of this guest while the others resumed too. */
+  toRunningMs: number;
+  toHealthyMs: number;
+  memory: MemoryFigures;
+  /** The guest-RAM file mapping (template only). */
+  ramMapping: MappingFigures | undefined;
+}
+
+export interface SharingRun {
+  strategy: Strategy;
+  guests: number;
+  perGuest: GuestFigures[];
+  totalPssKiB: number;
+  /** The part of totalPssKiB that is the guest-RAM file mapping (template only). */
+  ramPssKiB: number | undefined;
+}
+
+export interface SharingResult {
+  ramMiB: number;
+  settleMs: number;
+  runs: SharingRun[];
+  /** Per strategy: (total PSS of N guests − that of 1) / (N − 1), and its ratio to one guest. */
+  extraPerGuest: {
+    strategy: Strategy;
+    guests: number;
+    extraKiB: number;
+    firstKiB: number;
+    ratio: number;
+    /** The same for the guest-RAM mapping alone (without QEMU's own memory: TCG code cache, heap). */
+    ram: { extraKiB: number; firstKiB: number; ratio: number } | undefined;
+  }[];
+  /** Runs that failed (and were retried once), with why. */
+  failures: string[];
+}
+
+async function resumeOne(config: EmulatorConfig, snapshot: PublishedSnapshot, env: BenchEnv) {
+  const ctx = await resolveContext(config);
+  ensureRunDir(ctx.paths);
+  const phases = new Phases(silent);
+  const t0 = now();
+  const vm = await resumeVm(ctx, snapshot, phases);
+  env.track(vm.pid);
+  const agent = await reattachGuest(ctx, vm, phases);
+  try {
+    await finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec);
+  } finally {
+    agent.close();
+    vm.qmp.close();
+  }
+  const t = phases.timings;
+  return {
+    pid: vm.pid.pid,
+    toRunningMs: (t["resume-launch"] ?? 0) + (t["resume-migrate"] ?? 0),
+    toHealthyMs: round(now() - t0),
+  };
+}
+
+export async function sharingRun(
+  env: BenchEnv,
+  strategy: Strategy,
+  snapshot: PublishedSnapshot,
+  ramMiB: number,
+  guests: number,
+): Promise<SharingRun> {
+  const configs = Array.from({ length: guests }, (_, i) =>
+    env.config(
+      // No host share: its post-resume mount races the guest's PCI hot-plug
+      // under load (see the bench report), and memory does not depend on it.
+      { strategy, ramMiB, snapshotRamMiB: ramMiB, hostShare: { mode: "none" } },
+      i + 1,
+      `share-${strategy}-${guests}-${i + 1}`,
+    ),
+  );
+  const ramFile = strategy === "template" ? join(snapshot.dir, "ram.bin") : undefined;
+  try {
+    const up = await Promise.all(configs.map((c) => resumeOne(c, snapshot, env)));
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const perGuest = up.map((g) => ({
+      toRunningMs: g.toRunningMs,
+      toHealthyMs: g.toHealthyMs,
+      memory: processMemory(g.pid),
+      ramMapping: ramFile ? mappingMemory(g.pid, ramFile) : undefined,
+    }));
+    return {
+      strategy,
+      guests,
+      perGuest,
+      totalPssKiB: perGuest.reduce((n, g) => n + g.memory.pssKiB, 0),
+      ramPssKiB: ramFile ? perGuest.reduce((n, g) => n + (g.ramMapping?.pssKiB ?? 0), 0) : undefined,
+    };
+  } finally {
+    for (const c of configs) {
+      await env.kill(c);
+      rmSync(c.runDir, { recursive: true, force: true });
+    }
+  }
+}
+
+export async function sharingSection(
+  env: BenchEnv,
+  snapshots: Partial<Record<Strategy, PublishedSnapshot>>,
+  plan: { strategy: Strategy; guests: number[] }[],
+  ramMiB: number,
+  log: (m: string) => void,
+): Promise<SharingResult> {
+  const runs: SharingRun[] = [];
+  const failures: string[] = [];
+  for (const { strategy, guests } of plan) {
+    const snapshot = snapshots[strategy];
+    if (!snapshot) continue;
+    for (const n of guests) {
+      let r: SharingRun;
+      try {
+        r = await sharingRun(env, strategy, snapshot, ramMiB, n);
+      } catch (err) {
+        failures.push(`${strategy} ×${n}: ${(err as Error).message.split("\n")[0]}`);
+        r = await sharingRun(env, strategy, snapshot, ramMiB, n);
+      }
+      log(`sharing ${strategy} ×${n}: total PSS ${Math.round(r.totalPssKiB / 1024)} MiB`);
+      runs.push(r);
+    }
+  }
+  const extraPerGuest: SharingResult["extraPerGuest"] = [];
+  for (const strategy of new Set(runs.map((r) => r.strategy))) {
+    const mine = runs.filter((r) => r.strategy === strategy);
+    const one = mine.find((r) => r.guests === 1);
+    if (!one) continue;
+    for (const r of mine.filter((x) => x.guests > 1)) {
+      const extraKiB = (r.totalPssKiB - one.totalPssKiB) / (r.guests - 1);
+      const ramExtra =
+        r.ramPssKiB !== undefined && one.ramPssKiB
+          ? (r.ramPssKiB - one.ramPssKiB) / (r.guests - 1)
+          : undefined;
+      extraPerGuest.push({
+        strategy,
+        guests: r.guests,
+        extraKiB: Math.round(extraKiB),
+        firstKiB: one.totalPssKiB,
+        ratio: round(extraKiB / one.totalPssKiB, 3),
+        ram:
+          ramExtra !== undefined && one.ramPssKiB
+            ? {
+                extraKiB: Math.round(ramExtra),
+                firstKiB: one.ramPssKiB,
+                ratio: round(ramExtra / one.ramPssKiB, 3),
+              }
+            : undefined,
+      });
+    }
+  }
+  return { ramMiB, settleMs: SETTLE_MS, runs, extraPerGuest, failures };
+}

@@ -1,0 +1,84 @@
+{{- define "hexclave-emulator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hexclave-emulator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "hexclave-emulator.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "hexclave-emulator.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hexclave-emulator.labels" -}}
+app.kubernetes.io/name: {{ include "hexclave-emulator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "hexclave-emulator.selector" -}}
+app.kubernetes.io/name: {{ include "hexclave-emulator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "hexclave-emulator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "hexclave-emulator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hexclave-emulator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "hexclave-emulator.leaseName" -}}
+{{- printf "%s-leader" (include "hexclave-emulator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The controller's config file (src/controller/options.ts). */}}
+{{- define "hexclave-emulator.controllerConfig" -}}
+{{- $c := .Values.controller -}}
+{{- $a := .Values.agent -}}
+{{- $agent := dict
+  "image" (include "hexclave-emulator.image" .)
+  "imagePullPolicy" .Values.image.pullPolicy
+  "command" $a.command
+  "args" $a.args
+  "port" $a.port
+  "storeHostPath" $a.store.hostPath
+  "storeMountPath" $a.store.hostPath
+  "kvm" $a.kvm
+  "privileged" $a.privileged
+  "runAsNonRoot" $a.runAsNonRoot
+  "runAsUser" $a.runAsUser
+  "runAsGroup" $a.runAsGroup
+  "memoryOverheadMiB" $a.memoryOverheadMiB
+  "stopGraceSec" $a.stopGraceSec
+  "nodeSelector" $a.nodeSelector
+  "tolerations" $a.tolerations
+-}}
+{{- if $a.priorityClassName -}}{{- $_ := set $agent "priorityClassName" $a.priorityClassName -}}{{- end -}}
+{{- $cfg := dict
+  "namespace" .Release.Namespace
+  "watchNamespace" $c.watchNamespace
+  "workers" $c.workers
+  "resyncSec" $c.resyncSec
+  "clusterDomain" $c.clusterDomain
+  "leaderElection" (dict
+    "enabled" $c.leaderElection.enabled
+    "leaseName" (include "hexclave-emulator.leaseName" .)
+    "leaseDurationSec" $c.leaderElection.leaseDurationSec
+    "renewDeadlineSec" $c.leaderElection.renewDeadlineSec
+    "retryPeriodSec" $c.leaderElection.retryPeriodSec)
+  "http" (dict "host" "0.0.0.0" "port" $c.httpPort)
+  "agent" $agent
+-}}
+{{- toPrettyJson $cfg -}}
+{{- end -}}

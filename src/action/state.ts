@@ -1,0 +1,67 @@
+/**
+ * What the main step tells the post step (GITHUB_STATE → STATE_* env), behind
+ * a seam so tests can hold it in memory, as actions/cache's StateProvider.
+ * One JSON value, written early (so a main step that fails halfway still lets
+ * post stop the VM) and rewritten when the emulator is up.
+ */
+import * as core from "@actions/core";
+import { z } from "zod";
+import { EmulatorConfig } from "../engine/config/index.js";
+import { CACHE_MODES, SAVE_ON } from "./inputs.js";
+
+export interface StateProvider {
+  set(name: string, value: string): void;
+  get(name: string): string;
+}
+
+export class ActionsStateProvider implements StateProvider {
+  set(name: string, value: string): void {
+    core.saveState(name, value);
+  }
+  get(name: string): string {
+    return core.getState(name);
+  }
+}
+
+export class MemoryStateProvider implements StateProvider {
+  readonly values = new Map<string, string>();
+  set(name: string, value: string): void {
+    this.values.set(name, value);
+  }
+  get(name: string): string {
+    return this.values.get(name) ?? "";
+  }
+}
+
+const STATE_NAME = "emulator";
+
+export const EmulatorState = z.object({
+  /** starting: the VM may be up or half up; started: healthy; failed: the main step failed. */
+  outcome: z.enum(["starting", "started", "failed"]),
+  config: EmulatorConfig,
+  cache: z.enum(CACHE_MODES),
+  saveOn: z.enum(SAVE_ON),
+  archive: z.string(),
+  snapshotKey: z.string().optional(),
+  cacheKey: z.string().optional(),
+  /** This job captured the snapshot (it was not restored): only then may post save it. */
+  captured: z.boolean(),
+  bootMode: z.enum(["resume", "cold"]).optional(),
+});
+export type EmulatorState = z.infer<typeof EmulatorState>;
+
+export function saveEmulatorState(provider: StateProvider, state: EmulatorState): void {
+  provider.set(STATE_NAME, JSON.stringify(state));
+}
+
+/** The state the main step left, or undefined when it left none (or none that parses). */
+export function readEmulatorState(provider: StateProvider): EmulatorState | undefined {
+  const raw = provider.get(STATE_NAME);
+  if (!raw) return undefined;
+  try {
+    const parsed = EmulatorState.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

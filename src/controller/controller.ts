@@ -1,0 +1,264 @@
+/**
+ * The controller: informers for Emulators and the Pods and Services they
+ * own feed `namespace/name` keys into the work queue; workers (only on the
+ * leader) run the reconcile, one key at a time per key, retrying failures
+ * with per-item exponential backoff. /healthz, /readyz and /metrics on one
+ * HTTP port.
+ */
+import type {
+  KubeConfig,
+  KubernetesListObject,
+  KubernetesObject,
+  V1Pod,
+  V1Service,
+} from "@kubernetes/client-node";
+import { GROUP, PLURAL, VERSION, type Emulator } from "./crd/types.js";
+import { controllerApi, type ControllerApi } from "./kube/client.js";
+import { KubeError } from "./kube/errors.js";
+import { ResilientInformer } from "./kube/informer.js";
+import { LeaderElector } from "./leader.js";
+import { controllerMetrics, type ControllerMetrics } from "./metrics/controller-metrics.js";
+import { OWNED_SELECTOR, ownerName } from "./objects/names.js";
+import type { ControllerOptions } from "./options.js";
+import { startProbeServer, type ProbeServer } from "./http/probe-server.js";
+import { WorkQueue } from "./queue/work-queue.js";
+import { defaultControllerRateLimiter, type RateLimiter } from "./queue/rate-limit.js";
+import { eventRecorder } from "./reconcile/events.js";
+import { Reconciler } from "./reconcile/reconciler.js";
+import { httpReportFetcher, type ReportFetcher } from "./reconcile/report.js";
+
+export type Logger = (
+  level: "info" | "warn" | "error",
+  msg: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+export const jsonLogger: Logger = (level, msg, fields) => {
+  process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
+};
+
+export interface ControllerDeps {
+  api?: ControllerApi;
+  fetchReport?: ReportFetcher;
+  log?: Logger;
+  rateLimiter?: RateLimiter<string>;
+  /** Called when this replica loses the Lease; main exits so the Deployment restarts it cleanly. */
+  onLostLeadership?: () => void;
+  informerBackoffMs?: number;
+}
+
+export class EmulatorController {
+  readonly metrics: ControllerMetrics;
+  readonly queue: WorkQueue<string>;
+  readonly emulators: ResilientInformer<KubernetesObject>;
+  readonly pods: ResilientInformer<V1Pod>;
+  readonly services: ResilientInformer<V1Service>;
+  readonly api: ControllerApi;
+  readonly reconciler: Reconciler;
+  private readonly elector: LeaderElector | undefined;
+  private readonly log: Logger;
+  private server: ProbeServer | undefined;
+  private workers: Promise<void>[] = [];
+  private leading = false;
+  private electionRun: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    kc: KubeConfig,
+    readonly options: ControllerOptions,
+    private readonly deps: ControllerDeps = {},
+  ) {
+    this.log = deps.log ?? jsonLogger;
+    this.metrics = controllerMetrics();
+    this.api = deps.api ?? controllerApi(kc);
+    const m = this.metrics;
+    this.queue = new WorkQueue<string>({
+      rateLimiter: deps.rateLimiter ?? defaultControllerRateLimiter<string>(),
+      hooks: {
+        depth: (n) => m.queueDepth.set(n),
+        added: () => m.queueAdds.inc(),
+        retried: () => m.queueRetries.inc(),
+      },
+    });
+    const ns = options.watchNamespace || undefined;
+    const hooks = {
+      onRestart: (resource: string, err: unknown, delayMs: number) => {
+        m.informerRestarts.inc({ resource });
+        this.log("warn", `the ${resource} informer failed; restarting`, {
+          error: (err as Error)?.message ?? String(err),
+          delayMs,
+        });
+      },
+    };
+    const backoff = { minBackoffMs: deps.informerBackoffMs ?? 500, hooks };
+    const emuPath = ns
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+    this.emulators = new ResilientInformer(
+      PLURAL,
+      kc,
+      emuPath,
+      () => this.api.listEmulators(ns) as unknown as Promise<KubernetesListObject<KubernetesObject>>,
+      backoff,
+    );
+    this.pods = new ResilientInformer<V1Pod>(
+      "pods",
+      kc,
+      ns ? `/api/v1/namespaces/${ns}/pods` : "/api/v1/pods",
+      () => this.api.listPods(ns, OWNED_SELECTOR),
+      { ...backoff, labelSelector: OWNED_SELECTOR },
+    );
+    this.services = new ResilientInformer<V1Service>(
+      "services",
+      kc,
+      ns ? `/api/v1/namespaces/${ns}/services` : "/api/v1/services",
+      () => this.api.listServices(ns, OWNED_SELECTOR),
+      { ...backoff, labelSelector: OWNED_SELECTOR },
+    );
+    this.emulators.onChange((_t, o) => this.queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`));
+    for (const inf of [this.pods, this.services] as ResilientInformer<V1Pod | V1Service>[]) {
+      inf.onChange((_t, o) => {
+        const owner = ownerName(o.metadata);
+        if (owner) this.queue.add(`${o.metadata?.namespace}/${owner}`);
+      });
+    }
+    this.reconciler = new Reconciler({
+      api: this.api,
+      caches: {
+        emulator: (n, name) => this.emulators.get(name, n) as unknown as Emulator | undefined,
+        pod: (n, name) => this.pods.get(name, n),
+        service: (n, name) => this.services.get(name, n),
+      },
+      options,
+      fetchReport: deps.fetchReport ?? httpReportFetcher(options.reportTimeoutMs),
+      events: eventRecorder(this.api, options.identity ?? "controller", (msg) => this.log("warn", msg)),
+      metrics: m,
+      log: (msg) => this.log("info", msg),
+    });
+    const le = options.leaderElection;
+    this.elector = le.enabled
+      ? new LeaderElector(this.api, {
+          namespace: options.namespace,
+          name: le.leaseName,
+          identity: options.identity ?? "controller",
+          leaseDurationSec: le.leaseDurationSec,
+          renewDeadlineSec: le.renewDeadlineSec,
+          retryPeriodSec: le.retryPeriodSec,
+          log: (msg) => this.log("info", msg),
+        })
+      : undefined;
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  synced(): boolean {
+    return this.emulators.hasSynced() && this.pods.hasSynced() && this.services.hasSynced();
+  }
+
+  /** Starts the HTTP server and the informers, then campaigns (or runs at once without leader election). */
+  async start(): Promise<void> {
+    if (this.options.http.port >= 0) {
+      this.server = await startProbeServer({
+        host: this.options.http.host,
+        port: this.options.http.port,
+        healthz: () => undefined,
+        readyz: () => (this.synced() ? undefined : "informers have not synced yet"),
+        metrics: () => {
+          this.countPhases();
+          return this.metrics.registry.render();
+        },
+        json: { "/leader": () => ({ leader: this.leading, identity: this.options.identity }) },
+      });
+    }
+    await Promise.all([this.emulators.start(), this.pods.start(), this.services.start()]);
+    await Promise.all([
+      this.emulators.waitForSync(60_000),
+      this.pods.waitForSync(60_000),
+      this.services.waitForSync(60_000),
+    ]);
+    if (!this.elector) {
+      this.startWorkers();
+      return;
+    }
+    this.electionRun = this.elector.run({
+      onStartedLeading: () => this.startWorkers(),
+      onStoppedLeading: () => {
+        this.leading = false;
+        this.metrics.leader.set(0);
+        this.queue.shutDown();
+        if (!this.stopping) this.deps.onLostLeadership?.();
+      },
+      onNewLeader: (id) => this.log("info", `the leader is ${id}`),
+    });
+  }
+
+  get httpPort(): number | undefined {
+    return this.server?.port;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.elector?.stop();
+    await this.electionRun;
+    this.queue.shutDown();
+    await Promise.all(this.workers);
+    await Promise.all([this.emulators.stop(), this.pods.stop(), this.services.stop()]);
+    await this.server?.close();
+  }
+
+  private startWorkers(): void {
+    this.leading = true;
+    this.metrics.leader.set(1);
+    // Everything known so far: the informers' adds may have come before we led.
+    for (const e of this.emulators.list()) this.queue.add(`${e.metadata?.namespace}/${e.metadata?.name}`);
+    for (let i = 0; i < this.options.workers; i++) this.workers.push(this.worker());
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const { item: key, shutdown } = await this.queue.get();
+      if (shutdown) return;
+      try {
+        await this.processOne(key);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private async processOne(key: string): Promise<void> {
+    const m = this.metrics;
+    const t0 = performance.now();
+    try {
+      const result = await this.reconciler.reconcile(key);
+      this.queue.forget(key);
+      if (result.requeueAfterMs !== undefined && Number.isFinite(result.requeueAfterMs)) {
+        this.queue.addAfter(key, result.requeueAfterMs);
+      }
+      m.reconcileTotal.inc({ result: "success" });
+    } catch (err) {
+      const code = err instanceof KubeError ? `${err.code}${err.reason ? `:${err.reason}` : ""}` : "internal";
+      m.reconcileTotal.inc({ result: "error" });
+      m.reconcileErrors.inc({ code });
+      const retries = this.queue.numRequeues(key);
+      this.log(retries > 3 ? "warn" : "info", `reconcile of ${key} failed; retrying with backoff`, {
+        error: (err as Error).message,
+        retries,
+      });
+      this.queue.addRateLimited(key);
+    } finally {
+      m.reconcileDuration.observe((performance.now() - t0) / 1000);
+    }
+  }
+
+  private countPhases(): void {
+    const counts: Record<string, number> = { Pending: 0, Starting: 0, Ready: 0, Degraded: 0, Terminating: 0 };
+    for (const e of this.emulators.list()) {
+      const p = (e as unknown as Emulator).status?.phase ?? "Pending";
+      counts[p] = (counts[p] ?? 0) + 1;
+    }
+    for (const [phase, n] of Object.entries(counts)) this.metrics.emulators.set(n, { phase });
+  }
+}

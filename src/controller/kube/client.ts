@@ -1,0 +1,203 @@
+/**
+ * The API calls the controller makes, and nothing else: one narrow
+ * interface (so the RBAC rules can be read off it) over client-node.
+ * Every failure is a KubeError; Secret calls never carry the server's
+ * message (it could quote a value).
+ */
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type CoreV1Event,
+  type KubeConfig,
+  type V1Lease,
+  type V1ObjectMeta,
+  type V1Pod,
+  type V1PodList,
+  type V1Secret,
+  type V1Service,
+  type V1ServiceList,
+} from "@kubernetes/client-node";
+import { GROUP, PLURAL, VERSION, type Emulator } from "../crd/types.js";
+import { call } from "./errors.js";
+
+export const FIELD_MANAGER = "hexclave-emulator-controller";
+
+export interface EmulatorList {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { resourceVersion?: string };
+  items: Emulator[];
+}
+
+export interface EmulatorApi {
+  listEmulators(namespace?: string): Promise<EmulatorList>;
+  replaceEmulator(emu: Emulator): Promise<Emulator>;
+  replaceEmulatorStatus(emu: Emulator): Promise<Emulator>;
+  deleteEmulator(namespace: string, name: string, uid: string): Promise<void>;
+}
+
+export interface OwnedApi {
+  listPods(namespace: string | undefined, labelSelector: string): Promise<V1PodList>;
+  createPod(pod: V1Pod): Promise<V1Pod>;
+  deletePod(namespace: string, name: string, uid: string, graceSec: number): Promise<void>;
+  listServices(namespace: string | undefined, labelSelector: string): Promise<V1ServiceList>;
+  createService(svc: V1Service): Promise<V1Service>;
+  replaceService(svc: V1Service): Promise<V1Service>;
+  deleteService(namespace: string, name: string, uid: string): Promise<void>;
+  createSecret(secret: V1Secret): Promise<void>;
+  /** The Secret's metadata only: its data is dropped before it leaves this function. */
+  readSecretMeta(namespace: string, name: string): Promise<V1ObjectMeta>;
+  deleteSecret(namespace: string, name: string, uid: string): Promise<void>;
+  createEvent(event: CoreV1Event): Promise<void>;
+}
+
+export interface LeaseApi {
+  getLease(namespace: string, name: string): Promise<V1Lease>;
+  createLease(lease: V1Lease): Promise<V1Lease>;
+  replaceLease(lease: V1Lease): Promise<V1Lease>;
+}
+
+export type ControllerApi = EmulatorApi & OwnedApi & LeaseApi;
+
+const crd = { group: GROUP, version: VERSION, plural: PLURAL };
+
+export function controllerApi(kc: KubeConfig): ControllerApi {
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const coord = kc.makeApiClient(CoordinationV1Api);
+  const fieldManager = FIELD_MANAGER;
+  const nameOf = (o: { metadata?: V1ObjectMeta }) => ({
+    namespace: o.metadata?.namespace ?? "",
+    name: o.metadata?.name ?? "",
+  });
+  const preconditions = (uid: string) => ({ preconditions: { uid } });
+  return {
+    listEmulators: (namespace) =>
+      call(`list ${PLURAL}`, () =>
+        namespace
+          ? custom.listNamespacedCustomObject({ ...crd, namespace })
+          : custom.listClusterCustomObject({ ...crd }),
+      ) as Promise<EmulatorList>,
+    replaceEmulator: (emu) =>
+      call(`update ${PLURAL} ${emu.metadata.namespace}/${emu.metadata.name}`, () =>
+        custom.replaceNamespacedCustomObject({
+          ...crd,
+          namespace: emu.metadata.namespace ?? "",
+          name: emu.metadata.name ?? "",
+          body: emu,
+          fieldManager,
+        }),
+      ),
+    replaceEmulatorStatus: (emu) =>
+      call(`update ${PLURAL}/status ${emu.metadata.namespace}/${emu.metadata.name}`, () =>
+        custom.replaceNamespacedCustomObjectStatus({
+          ...crd,
+          namespace: emu.metadata.namespace ?? "",
+          name: emu.metadata.name ?? "",
+          body: emu,
+          fieldManager,
+        }),
+      ),
+    deleteEmulator: async (namespace, name, uid) => {
+      await call(`delete ${PLURAL} ${namespace}/${name}`, () =>
+        custom.deleteNamespacedCustomObject({ ...crd, namespace, name, body: preconditions(uid) }),
+      );
+    },
+    listPods: (namespace, labelSelector) =>
+      call("list pods", () =>
+        namespace
+          ? core.listNamespacedPod({ namespace, labelSelector })
+          : core.listPodForAllNamespaces({ labelSelector }),
+      ),
+    createPod: (pod) =>
+      call(`create pod ${pod.metadata?.name}`, () =>
+        core.createNamespacedPod({ ...nameOf(pod), body: pod, fieldManager }),
+      ),
+    deletePod: async (namespace, name, uid, graceSec) => {
+      await call(`delete pod ${namespace}/${name}`, () =>
+        core.deleteNamespacedPod({
+          namespace,
+          name,
+          gracePeriodSeconds: graceSec,
+          body: { ...preconditions(uid), gracePeriodSeconds: graceSec },
+        }),
+      );
+    },
+    listServices: (namespace, labelSelector) =>
+      call("list services", () =>
+        namespace
+          ? core.listNamespacedService({ namespace, labelSelector })
+          : core.listServiceForAllNamespaces({ labelSelector }),
+      ),
+    createService: (svc) =>
+      call(`create service ${svc.metadata?.name}`, () =>
+        core.createNamespacedService({ ...nameOf(svc), body: svc, fieldManager }),
+      ),
+    replaceService: (svc) =>
+      call(`update service ${svc.metadata?.name}`, () =>
+        core.replaceNamespacedService({
+          ...nameOf(svc),
+          name: svc.metadata?.name ?? "",
+          body: svc,
+          fieldManager,
+        }),
+      ),
+    deleteService: async (namespace, name, uid) => {
+      await call(`delete service ${namespace}/${name}`, () =>
+        core.deleteNamespacedService({ namespace, name, body: preconditions(uid) }),
+      );
+    },
+    createSecret: async (secret) => {
+      await call(
+        `create secret ${secret.metadata?.name}`,
+        () =>
+          core.createNamespacedSecret({
+            namespace: secret.metadata?.namespace ?? "",
+            body: secret,
+            fieldManager,
+          }),
+        true,
+      );
+    },
+    readSecretMeta: async (namespace, name) => {
+      const s = await call(
+        `get secret ${namespace}/${name}`,
+        () => core.readNamespacedSecret({ namespace, name }),
+        true,
+      );
+      return s.metadata ?? {};
+    },
+    deleteSecret: async (namespace, name, uid) => {
+      await call(
+        `delete secret ${namespace}/${name}`,
+        () => core.deleteNamespacedSecret({ namespace, name, body: preconditions(uid) }),
+        true,
+      );
+    },
+    createEvent: async (event) => {
+      await call("create event", () =>
+        core.createNamespacedEvent({ namespace: event.metadata?.namespace ?? "", body: event }),
+      );
+    },
+    getLease: (namespace, name) =>
+      call(`get lease ${namespace}/${name}`, () => coord.readNamespacedLease({ namespace, name })),
+    createLease: (lease) =>
+      call(`create lease ${lease.metadata?.name}`, () =>
+        coord.createNamespacedLease({
+          namespace: lease.metadata?.namespace ?? "",
+          body: lease,
+          fieldManager,
+        }),
+      ),
+    replaceLease: (lease) =>
+      call(`update lease ${lease.metadata?.name}`, () =>
+        coord.replaceNamespacedLease({
+          namespace: lease.metadata?.namespace ?? "",
+          name: lease.metadata?.name ?? "",
+          body: lease,
+          fieldManager,
+        }),
+      ),
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * The Pod that runs one Emulator: the engine in agent mode, configured
+ * through the engine's own environment variables, the keys as a read-only
+ * Secret volume, the node's snapshot store as a hostPath, the run directory
+ * as an emptyDir. Pure: the same Emulator and options give the same Pod, and
+ * its spec hash (an annotation) tells the reconcile when to replace it.
+ */
+import { createHash } from "node:crypto";
+import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import { SERVICE_NAMES } from "../../engine/config/index.js";
+import { AGENT_ENV, AGENT_PATHS } from "../agent/contract.js";
+import { isImageUrl, memoryMiB, type EmulatorSpec } from "../crd/types.js";
+import type { AgentOptions } from "../options.js";
+import { labelsFor, ownerReference, podName, secretName, SPEC_HASH_ANNOTATION, type Owned } from "./names.js";
+import { servicePortsOf } from "./ports.js";
+import { PORT_NAMES } from "./service.js";
+
+export const CONTAINER = "emulator";
+export const IMAGE_VOLUME_MOUNT = "/images";
+export const HOST_SHARE_MOUNT = "/host-share";
+
+const ENGINE_PORT_ENV = {
+  dashboard: "EMULATOR_DASHBOARD_PORT",
+  backend: "EMULATOR_BACKEND_PORT",
+  minio: "EMULATOR_MINIO_PORT",
+  inbucket: "EMULATOR_INBUCKET_PORT",
+  mockOauth: "EMULATOR_MOCK_OAUTH_PORT",
+} as const;
+
+/** Where a pulled image lives in the node store: one file per URL. */
+export function pulledImagePath(storeMountPath: string, url: string): string {
+  const digest = createHash("sha256").update(url).digest("hex").slice(0, 16);
+  return `${storeMountPath}/images/url-${digest}.qcow2`;
+}
+
+export function agentEnv(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): V1EnvVar[] {
+  const ports = servicePortsOf(spec);
+  const ram = memoryMiB(spec.resources.memory);
+  const image = isImageUrl(spec.image) ? pulledImagePath(agent.storeMountPath, spec.image) : spec.image;
+  const env: [string, string | undefined][] = [
+    [AGENT_ENV.emulator, `${owner.namespace}/${owner.name}`],
+    [AGENT_ENV.port, String(agent.port)],
+    [AGENT_ENV.keysDir, spec.rotation ? agent.keysMountPath : undefined],
+    [AGENT_ENV.imageUrl, isImageUrl(spec.image) ? spec.image : undefined],
+    ["HEXCLAVE_EMULATOR_HOME", `${agent.runMountPath}/home`],
+    ["EMULATOR_RUN_DIR", `${agent.runMountPath}/run`],
+    ["HEXCLAVE_EMULATOR_SNAPSHOT_DIR", `${agent.storeMountPath}/snapshots`],
+    ["EMULATOR_IMAGE_DIR", `${agent.storeMountPath}/images`],
+    ["HEXCLAVE_EMULATOR_IMAGE", image],
+    ["EMULATOR_ARCH", spec.arch],
+    ["EMULATOR_RAM", String(ram)],
+    ["EMULATOR_CPUS", String(spec.resources.cpus)],
+    ["HEXCLAVE_EMULATOR_SNAPSHOT", spec.snapshot],
+    ["EMULATOR_NO_ROTATION", spec.rotation ? "0" : "1"],
+    ["HEXCLAVE_EMULATOR_BIND_ADDRESS", "0.0.0.0"],
+    ["HEXCLAVE_EMULATOR_HOST_SHARE", spec.hostShare ? HOST_SHARE_MOUNT : "none"],
+    [
+      "HEXCLAVE_EMULATOR_HOST_SHARE_READ_ONLY",
+      spec.hostShare ? (spec.hostShare.readOnly ? "1" : "0") : undefined,
+    ],
+    ["HEXCLAVE_EMULATOR_STOP_GRACE", String(agent.stopGraceSec)],
+    ...SERVICE_NAMES.map((s): [string, string] => [ENGINE_PORT_ENV[s], String(ports[s])]),
+  ];
+  return env
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([name, value]) => ({ name, value }));
+}
+
+function volumesOf(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): [V1Volume[], V1VolumeMount[]] {
+  const volumes: V1Volume[] = [
+    { name: "store", hostPath: { path: agent.storeHostPath, type: "DirectoryOrCreate" } },
+    { name: "run", emptyDir: {} },
+    { name: "tmp", emptyDir: {} },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: "store", mountPath: agent.storeMountPath },
+    { name: "run", mountPath: agent.runMountPath },
+    { name: "tmp", mountPath: "/tmp" },
+  ];
+  if (spec.rotation) {
+    volumes.push({ name: "keys", secret: { secretName: secretName(owner.name), defaultMode: 0o400 } });
+    mounts.push({ name: "keys", mountPath: agent.keysMountPath, readOnly: true });
+  }
+  if (spec.imageVolume) {
+    volumes.push({
+      name: "images",
+      persistentVolumeClaim: { claimName: spec.imageVolume.claimName, readOnly: true },
+    });
+    mounts.push({ name: "images", mountPath: IMAGE_VOLUME_MOUNT, readOnly: true });
+  }
+  if (spec.hostShare) {
+    volumes.push({
+      name: "host-share",
+      persistentVolumeClaim: { claimName: spec.hostShare.claimName, readOnly: spec.hostShare.readOnly },
+    });
+    mounts.push({ name: "host-share", mountPath: HOST_SHARE_MOUNT, readOnly: spec.hostShare.readOnly });
+  }
+  if (agent.kvm.mode === "host-path") {
+    volumes.push({ name: "kvm", hostPath: { path: "/dev/kvm", type: "CharDevice" } });
+    mounts.push({ name: "kvm", mountPath: "/dev/kvm" });
+  }
+  return [volumes, mounts];
+}
+
+export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): V1Pod {
+  const ports = servicePortsOf(spec);
+  const ramMiB = memoryMiB(spec.resources.memory);
+  const memory = `${ramMiB + agent.memoryOverheadMiB}Mi`;
+  const kvm = agent.kvm.mode === "device-plugin" ? { [agent.kvm.resourceName]: "1" } : {};
+  const [volumes, volumeMounts] = volumesOf(owner, spec, agent);
+  const container: V1Container = {
+    name: CONTAINER,
+    image: agent.image,
+    imagePullPolicy: agent.imagePullPolicy,
+    command: agent.command,
+    args: agent.args,
+    env: agentEnv(owner, spec, agent),
+    ports: [
+      { name: "agent", containerPort: agent.port, protocol: "TCP" },
+      ...SERVICE_NAMES.map((s) => ({ name: PORT_NAMES[s], containerPort: ports[s], protocol: "TCP" })),
+    ],
+    readinessProbe: {
+      httpGet: { path: AGENT_PATHS.readyz, port: "agent" },
+      periodSeconds: 2,
+      timeoutSeconds: 2,
+      failureThreshold: 1,
+    },
+    livenessProbe: {
+      httpGet: { path: AGENT_PATHS.healthz, port: "agent" },
+      initialDelaySeconds: 10,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 3,
+    },
+    resources: {
+      requests: { cpu: String(spec.resources.cpus), memory, ...kvm },
+      limits: { memory, ...kvm },
+    },
+    securityContext: {
+      allowPrivilegeEscalation: agent.privileged,
+      privileged: agent.privileged,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    },
+    volumeMounts,
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+  const nodeSelector = {
+    ...agent.nodeSelector,
+    ...(spec.arch ? { "kubernetes.io/arch": spec.arch } : {}),
+    ...spec.nodeSelector,
+  };
+  const pod: V1Pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: podName(owner.name),
+      namespace: owner.namespace,
+      labels: labelsFor(owner.name),
+      annotations: {},
+      ownerReferences: [ownerReference(owner)],
+    },
+    spec: {
+      // The agent reads nothing from the API: its keys come as files, its report goes out on /status.
+      automountServiceAccountToken: false,
+      ...(agent.serviceAccountName ? { serviceAccountName: agent.serviceAccountName } : {}),
+      enableServiceLinks: false,
+      restartPolicy: "Always",
+      terminationGracePeriodSeconds: agent.stopGraceSec + 15,
+      ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
+      tolerations: [...agent.tolerations, ...(spec.tolerations ?? [])],
+      ...(agent.priorityClassName ? { priorityClassName: agent.priorityClassName } : {}),
+      securityContext: {
+        runAsNonRoot: agent.runAsNonRoot,
+        ...(agent.runAsUser === undefined ? {} : { runAsUser: agent.runAsUser }),
+        ...(agent.runAsGroup === undefined ? {} : { runAsGroup: agent.runAsGroup }),
+        ...(agent.fsGroup === undefined ? {} : { fsGroup: agent.fsGroup }),
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+      containers: [container],
+      volumes,
+    },
+  };
+  pod.metadata!.annotations![SPEC_HASH_ANNOTATION] = specHash(pod);
+  return pod;
+}
+
+/** A digest of what the controller decides about a Pod (its spec, labels, owner). */
+export function specHash(pod: V1Pod): string {
+  const stable = { labels: pod.metadata?.labels, owner: pod.metadata?.ownerReferences, spec: pod.spec };
+  return createHash("sha256").update(canonicalJson(stable)).digest("hex").slice(0, 16);
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}

@@ -1,0 +1,31 @@
+/**
+ * The permissions the controller's calls need (src/controller/kube/client.ts),
+ * one row per API call family. The chart's Role/ClusterRole must grant exactly
+ * these; the chart test checks it against the rendered RBAC and against a real
+ * API server (SubjectAccessReview), allowed and denied.
+ */
+export interface Permission {
+  group: string;
+  resource: string;
+  verbs: readonly string[];
+  /** Granted in the release namespace on one name only (the Lease). */
+  leaseOnly?: boolean;
+}
+
+export const CONTROLLER_PERMISSIONS: readonly Permission[] = [
+  // Informer (list, watch); finalizer add/remove (update); spec.ttlSeconds expiry (delete).
+  { group: "emulator.hexclave.com", resource: "emulators", verbs: ["list", "watch", "update", "delete"] },
+  { group: "emulator.hexclave.com", resource: "emulators/status", verbs: ["update"] },
+  // Owner references with blockOwnerDeletion need update on the owner's finalizers subresource.
+  { group: "emulator.hexclave.com", resource: "emulators/finalizers", verbs: ["update"] },
+  { group: "", resource: "pods", verbs: ["list", "watch", "create", "delete"] },
+  { group: "", resource: "services", verbs: ["list", "watch", "create", "update", "delete"] },
+  // Created once; read only to check its owner before trusting or deleting it; never listed or watched.
+  { group: "", resource: "secrets", verbs: ["create", "get", "delete"] },
+  { group: "", resource: "events", verbs: ["create"] },
+];
+
+export const LEASE_PERMISSIONS: readonly Permission[] = [
+  { group: "coordination.k8s.io", resource: "leases", verbs: ["create"] },
+  { group: "coordination.k8s.io", resource: "leases", verbs: ["get", "update"], leaseOnly: true },
+];

@@ -1,0 +1,348 @@
+/**
+ * The bundled Action (dist/) run the way the runner runs it, against real
+ * QEMU 10, the test guest and a local Actions cache service spoken to by the
+ * real @actions/cache: job 1 misses, captures and saves; job 2 (fresh
+ * RUNNER_TEMP, so a fresh store) restores and resumes; a damaged cache entry
+ * falls back to a cold boot and is not saved over; a failing cache service
+ * only warns; a runner without /dev/kvm says tcg and why; the post step of a
+ * failed job prints diagnostics.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as cache from "@actions/cache";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isAlive, readPidFile } from "../../src/engine/qemu/process.js";
+import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
+import { stopVm } from "../../src/engine/lifecycle/stop.js";
+import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
+import { ActionsCacheServer } from "../support/actions-cache-server.js";
+import {
+  annotations,
+  newJob,
+  runStep,
+  type RunnerJob,
+  type StepOptions,
+  type StepResult,
+} from "../support/action-runner.js";
+import { qemuTargets, testGuestImage } from "../support/tools.js";
+
+const targets = qemuTargets().filter((t) => t.label === "qemu-10");
+const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+/** Host ports 27400-27449 are this file's. */
+const ports = (base: number) => ({
+  "dashboard-port": String(base),
+  "backend-port": String(base + 1),
+  "minio-port": String(base + 2),
+  "inbucket-port": String(base + 3),
+  "mock-oauth-port": String(base + 4),
+});
+
+const runDirOf = (job: RunnerJob) => join(job.temp, "hexclave-emulator", "run");
+const qemuRunning = (job: RunnerJob) => {
+  const pid = readPidFile(runPaths(runDirOf(job)).pidFile);
+  return pid !== undefined && isAlive(pid);
+};
+
+/** The secret is masked (::add-mask::) and appears nowhere else in the step's output. */
+function expectMasked(step: StepResult, secret: string): void {
+  const lines = step.stdout.split("\n");
+  expect(lines).toContain(`::add-mask::${secret}`);
+  const leaks = lines.filter((l) => l !== `::add-mask::${secret}` && l.includes(secret));
+  expect(leaks).toEqual([]);
+  expect(step.stderr).not.toContain(secret);
+}
+
+/**
+ * A runner without /dev/kvm: node runs in a mount namespace whose /dev is a
+ * tmpfs holding the usual device nodes but no kvm. (Node does the mounts and
+ * then loads the step in-process: a shell in between would drop the INPUT_*
+ * variables whose names have dashes.)
+ */
+const NO_KVM_WRAPPER = [
+  "unshare",
+  "-m",
+  "--propagation",
+  "private",
+  process.execPath,
+  "--input-type=module",
+  "-e",
+  [
+    'import { execFileSync as x } from "node:child_process";',
+    'import { symlinkSync, mkdirSync } from "node:fs";',
+    'x("mount", ["-t", "tmpfs", "-o", "mode=755", "devtmp", "/dev"]);',
+    'for (const [n, maj, min] of [["null",1,3],["zero",1,5],["full",1,7],["random",1,8],["urandom",1,9]])',
+    '  x("mknod", ["-m", "666", "/dev/" + n, "c", String(maj), String(min)]);',
+    'mkdirSync("/dev/shm"); x("mount", ["-t", "tmpfs", "shm", "/dev/shm"]);',
+    'symlinkSync("/proc/self/fd", "/dev/fd");',
+    "process.argv.splice(1, 1);",
+    "await import(process.argv[1]);",
+  ].join("\n"),
+];
+
+for (const target of targets) {
+  describe(`the Action on ${target.label}`, () => {
+    let root: string;
+    let server: ActionsCacheServer;
+    let images: Server;
+    let imageUrl = "";
+    const imageBytes = readFileSync(testGuestImage());
+    let inputs: Record<string, string>;
+    let cacheKey = "";
+    const measured: Record<string, { startupSeconds: string; mainWallMs: number; phases: string }> = {};
+    const phasesOf = (step: StepResult) =>
+      step.stdout
+        .split("\n")
+        .filter((l) => /^[a-z-]+: \d+\.\d\d s$/.test(l))
+        .map((l) => l.replace(/ s$/, ""))
+        .join(", ");
+
+    beforeAll(async () => {
+      root = mkdtempSync(join(tmpdir(), "hxe-action-"));
+      // Blob URLs on *.blob.core.windows.net: @actions/cache downloads with the Azure SDK, as on a runner.
+      server = await ActionsCacheServer.start({ blobHost: "azure" });
+      images = createServer((req, res) => {
+        if (req.url === "/download/emulator-test/stack-emulator-amd64.qcow2") {
+          res.writeHead(200, { "content-length": String(imageBytes.length) });
+          return void res.end(imageBytes);
+        }
+        if (req.url === "/download/emulator-test/stack-emulator-amd64.qcow2.sha256") {
+          return void res.end(`${sha256(imageBytes)}  stack-emulator-amd64.qcow2\n`);
+        }
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((r) => images.listen(0, "127.0.0.1", r));
+      imageUrl = `http://127.0.0.1:${(images.address() as { port: number }).port}/download/emulator-test/stack-emulator-amd64.qcow2`;
+      inputs = {
+        image: imageUrl,
+        qemu: target.binary,
+        ram: "512",
+        cpus: "1",
+        "ready-timeout": "120",
+        ...ports(27400),
+      };
+    });
+
+    afterAll(async () => {
+      for (const job of ["runner", "job4", "job5", "job6"]) {
+        const dir = join(root, job, "work", "_temp", "hexclave-emulator", "run");
+        await stopVm(runPaths(dir), 5).catch(() => undefined);
+      }
+      console.log(`[action timings] ${JSON.stringify(measured, null, 1)}`);
+      await server.close();
+      await new Promise<void>((r) => images.close(() => r()));
+      rmSync(root, { recursive: true, force: true });
+    });
+
+    // The two-job scenario: one runner root, so RUNNER_TEMP has the same path
+    // in both jobs (it is part of the cache version) and the tool cache persists.
+    const runner = () => join(root, "runner");
+
+    /**
+     * A job's main step, the checks on it while the VM runs, then its post
+     * step, which runs whatever the checks said (post-if: always()).
+     */
+    async function runJob(
+      job: RunnerJob,
+      main: StepOptions,
+      whileUp: (main: StepResult) => Promise<void> | void,
+      post: StepOptions = {},
+    ): Promise<{ main: StepResult; post: StepResult }> {
+      const m = await runStep(job, "main", main);
+      let p: StepResult | undefined;
+      try {
+        await whileUp(m);
+      } finally {
+        p = await runStep(job, "post", { inputs: main.inputs, state: m.state, ...post });
+      }
+      return { main: m, post: p };
+    }
+
+    it("job 1: misses the cache, cold-boots, captures, resumes; its post step stops the VM and saves", async () => {
+      const job = newJob(runner(), { env: server.clientEnv() });
+      const { post } = await runJob(job, { inputs }, (main) => {
+        expect(main.code, main.stdout).toBe(0);
+        expect(main.outputs["cache-hit"]).toBe("false");
+        expect(main.outputs["boot-mode"]).toBe("resume");
+        expect(main.outputs["fallback-reason"]).toBe("");
+        expect(main.outputs["qemu-version"]).toMatch(/^10\./);
+        expect(main.outputs["accelerator"]).toBe("tcg");
+        expect(main.outputs["snapshot-key"]).toMatch(/^hxe-v\d+-amd64-tcg-/);
+        cacheKey = `hexclave-emulator-v1-${main.outputs["snapshot-key"]}`;
+        expect(main.stdout).toContain("downloading " + imageUrl);
+        expect(main.stdout).toMatch(/sha256 [0-9a-f]{64} verified/);
+        expect(main.stdout).toContain("::group::capture-boot");
+        expect(main.summary).toContain("Phase timings");
+        expectMasked(main, main.outputs["publishable-client-key"] ?? "");
+        measured.job1 = {
+          startupSeconds: main.outputs["startup-seconds"] ?? "",
+          mainWallMs: main.ms,
+          phases: phasesOf(main),
+        };
+        // The step's process is gone, QEMU is not: the VM outlives the step.
+        expect(qemuRunning(job)).toBe(true);
+        expect(main.ms - Number(main.outputs["startup-seconds"]) * 1000).toBeLessThan(5_000);
+        expect(server.calls.filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
+      });
+      expect(post.code, post.stdout).toBe(0);
+      expect(qemuRunning(job)).toBe(false);
+      expect(post.stdout).toMatch(/stopped the VM \((agent|acpi)\)/);
+      expect(post.stdout).toContain(`saving ${cacheKey}`);
+      expect(annotations(post.stdout, "warning")).toEqual([]);
+      const entry = server.entries.find((e) => e.key === cacheKey);
+      expect(entry?.finalized).toBe(true);
+      expect(server.entryData(cacheKey)?.length).toBeGreaterThan(0);
+    });
+
+    it("job 2: a fresh runner temp restores the snapshot, resumes, rotates; the outputs answer", async () => {
+      const before = server.calls.length;
+      const job = newJob(runner(), { env: server.clientEnv() });
+      const { post } = await runJob(job, { inputs }, async (main) => {
+        expect(main.code, main.stdout).toBe(0);
+        expect(main.outputs["cache-hit"]).toBe("true");
+        expect(main.outputs["boot-mode"]).toBe("resume");
+        expect(main.outputs["fallback-reason"]).toBe("");
+        expect(main.stdout).toContain("from the tool cache");
+        expect(main.stdout).toContain(`Cache hit for: ${cacheKey}`);
+        measured.job2 = {
+          startupSeconds: main.outputs["startup-seconds"] ?? "",
+          mainWallMs: main.ms,
+          phases: phasesOf(main),
+        };
+        const calls = server.calls.slice(before).map((c) => `${c.op} ${c.status}`);
+        expect(calls).toContain("blob:HEAD 200"); // the Azure SDK's download path
+
+        const pck = main.outputs["publishable-client-key"] ?? "";
+        expect(pck).toMatch(/^[0-9a-f]{64}$/);
+        expect(pck).not.toBe(PLACEHOLDER_PCK);
+        expectMasked(main, pck);
+        const backend = main.outputs["backend-url"] ?? "";
+        expect(backend).toBe("http://localhost:27401");
+        expect((await fetch(`${backend}/health?db=1`)).status).toBe(200);
+        expect((await fetch(`${main.outputs["dashboard-url"]}/handler/sign-in`)).status).toBe(200);
+        expect((await fetch(`${main.outputs["minio-url"]}/minio/health/live`)).status).toBe(200);
+        expect((await fetch(`${main.outputs["inbucket-url"]}/`)).status).toBe(200);
+        const fingerprint = (await (await fetch(`${backend}/internal/pck-fingerprint`)).text()).trim();
+        expect(fingerprint).toBe(sha256(pck));
+        expect(main.summary).toContain("resumed from a snapshot");
+        expect(main.summary).toContain(cacheKey);
+      });
+      expect(post.code, post.stdout).toBe(0);
+      expect(qemuRunning(job)).toBe(false);
+      expect(post.stdout).toContain("this job did not capture a snapshot");
+      expect(server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
+    });
+
+    it("job 3: a damaged cache entry falls back to a cold boot and is not saved over", async () => {
+      const job = newJob(runner(), { env: server.clientEnv() });
+      const good = server.entryData(cacheKey);
+      if (!good) throw new Error("job 1 saved nothing");
+      // Fetch the entry with @actions/cache as a job would, damage the archive in
+      // the middle, and store that under the same key.
+      const archive = join(job.temp, "hexclave-emulator", "cache", "snapshot.hxsnap");
+      const restoreEnv = { ...server.clientEnv(), RUNNER_TEMP: job.temp, GITHUB_WORKSPACE: job.workspace };
+      const saved = Object.fromEntries(Object.keys(restoreEnv).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, restoreEnv);
+      try {
+        expect(await cache.restoreCache([archive], cacheKey)).toBe(cacheKey);
+        const bytes = readFileSync(archive);
+        for (let i = 0; i < 64; i++) {
+          const at = Math.floor(bytes.length / 2) + i * 4099;
+          bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+        }
+        writeFileSync(archive, bytes);
+        expect(await cache.saveCache([archive], "scratch-damaged")).toBeGreaterThan(0);
+      } finally {
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+        rmSync(archive, { force: true });
+      }
+      const damaged = server.entryData("scratch-damaged")!;
+      server.replaceEntryData(cacheKey, damaged);
+
+      const before = server.calls.length;
+      try {
+        const { post } = await runJob(job, { inputs }, async (main) => {
+          expect(main.code, main.stdout).toBe(0);
+          expect(main.outputs["cache-hit"]).toBe("true");
+          expect(main.outputs["boot-mode"]).toBe("cold");
+          expect(main.outputs["fallback-reason"]).toMatch(/unusable/);
+          expect(annotations(main.stdout, "warning").join("\n")).toMatch(/is unusable/);
+          expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
+        });
+        expect(post.code, post.stdout).toBe(0);
+        expect(qemuRunning(job)).toBe(false);
+        expect(server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
+        expect(server.entryData(cacheKey)?.equals(damaged)).toBe(true);
+      } finally {
+        server.replaceEntryData(cacheKey, good);
+      }
+    });
+
+    it("a cache service that fails (500s on restore, unreachable on save) only warns; the job succeeds", async () => {
+      const job = newJob(join(root, "job4"), { env: server.clientEnv() });
+      const failing = { ...inputs, ...ports(27410) };
+      server.fail = { twirp: 500 };
+      const unreachable = { ACTIONS_RESULTS_URL: "http://127.0.0.1:9/" };
+      const { post } = await runJob(
+        job,
+        { inputs: failing },
+        async (main) => {
+          server.fail = {};
+          expect(main.code, main.stdout).toBe(0);
+          expect(main.outputs["cache-hit"]).toBe("false");
+          expect(main.outputs["boot-mode"]).toBe("resume"); // captured, then resumed
+          expect(main.stdout).toContain("Failed to restore");
+          expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
+        },
+        { env: unreachable },
+      );
+      server.fail = {};
+      expect(post.code, post.stdout).toBe(0);
+      expect(qemuRunning(job)).toBe(false);
+      expect(annotations(post.stdout, "warning").join("\n")).toMatch(/not saved to the Actions cache/);
+    });
+
+    it("a runner without /dev/kvm runs under TCG and says why", async () => {
+      const job = newJob(join(root, "job5"), { env: server.clientEnv() });
+      const noKvmInputs = { ...inputs, ...ports(27420), cache: "none", snapshot: "never" };
+      const { post } = await runJob(job, { inputs: noKvmInputs, wrap: NO_KVM_WRAPPER }, (main) => {
+        expect(main.code, main.stdout + main.stderr).toBe(0);
+        expect(main.outputs["backend-url"]).toBe("http://localhost:27421");
+        expect(main.outputs["accelerator"]).toBe("tcg");
+        expect(main.outputs["accelerator-reason"]).toBe("/dev/kvm is missing or not writable");
+        expect(main.outputs["boot-mode"]).toBe("cold");
+        expect(main.stdout).toContain("/dev/kvm does not exist");
+        expect(main.summary).toContain("/dev/kvm does not exist");
+        expect(main.summary).toContain("<b>tcg</b>");
+      });
+      expect(post.code, post.stdout).toBe(0);
+      expect(qemuRunning(job)).toBe(false);
+    });
+
+    it("the post step of a failed job prints the services' status and the serial log, then stops the VM", async () => {
+      const job = newJob(join(root, "job6"), { env: server.clientEnv() });
+      const failedInputs = { ...inputs, ...ports(27430), cache: "none", snapshot: "never" };
+      const { post } = await runJob(
+        job,
+        { inputs: failedInputs },
+        (main) => {
+          expect(main.code, main.stdout).toBe(0);
+        },
+        { jobStatus: "failure" },
+      );
+      expect(post.code, post.stdout).toBe(0);
+      expect(post.stdout).toContain("::group::Emulator diagnostics (the job's status is failure)");
+      expect(post.stdout).toMatch(/✓ backend \(127\.0\.0\.1:27431 GET \/health\?db=1\)/);
+      expect(post.stdout).toContain("serial.log (the guest's console) ---");
+      expect(post.stdout).toMatch(/stopped the VM/);
+      expect(qemuRunning(job)).toBe(false);
+    });
+  });
+}

@@ -1,0 +1,523 @@
+/**
+ * The controller against a real kube-apiserver and etcd (built from their Go
+ * modules), running as its own ServiceAccount with the chart's least-privilege
+ * RBAC. The Pod's container is a fake agent here (the real one, with QEMU, is
+ * in controller-e2e.test.ts); the scheduler and kubelet are played by
+ * FakeKubelet through the API.
+ */
+import { createServer } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CoreV1Api, type KubernetesObject, type V1ConfigMap } from "@kubernetes/client-node";
+import {
+  createNamespace,
+  serviceAccountToken,
+  startTestCluster,
+  type TestCluster,
+} from "../support/controller-apiserver.js";
+import {
+  applyCrd,
+  CONTROLLER_NS,
+  controllerServiceAccount,
+  eventually,
+  getJson,
+} from "../support/controller-env.js";
+import { FakeKubelet, type RunContainer } from "../support/controller-kubelet.js";
+import { EmulatorController } from "../../src/controller/controller.js";
+import { controllerOptions, type ControllerOptions } from "../../src/controller/options.js";
+import { controllerApi } from "../../src/controller/kube/client.js";
+import { isConflict } from "../../src/controller/kube/errors.js";
+import { ResilientInformer } from "../../src/controller/kube/informer.js";
+import { Reconciler } from "../../src/controller/reconcile/reconciler.js";
+import { httpReportFetcher } from "../../src/controller/reconcile/report.js";
+import type { AgentReport } from "../../src/controller/agent/contract.js";
+import type { Emulator } from "../../src/controller/crd/types.js";
+
+const NS = "team-a";
+const LEASE = "hexclave-emulator-test";
+const AGENT_PORT = 27870;
+
+/** A container that answers like a ready agent, and exits on SIGTERM. */
+const fakeAgent =
+  (stops: string[]): RunContainer =>
+  (pod) => {
+    const report: AgentReport = {
+      state: "ready",
+      startedAt: new Date().toISOString(),
+      startupSeconds: 0.42,
+      bootMode: "resume",
+      strategy: "template",
+      snapshotKey: "test-key",
+      qemuVersion: "10.0.2",
+      accelerator: "tcg",
+      rotatedToSecret: true,
+      timings: { resume: 300, rotation: 100 },
+    };
+    const server = createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(req.url === "/status" ? JSON.stringify(report) : "ok");
+    });
+    let exit!: (code: number) => void;
+    const exited = new Promise<number>((r) => (exit = r));
+    // Pods share this machine's address here: a second Pod at once finds the port taken and "crashes".
+    server.once("error", () => exit(1));
+    server.listen(AGENT_PORT, "127.0.0.1");
+    return {
+      exited,
+      terminate: () => {
+        stops.push(pod.metadata!.name!);
+        server.close(() => exit(0));
+        server.closeAllConnections();
+      },
+    };
+  };
+
+describe("the controller against a real API server", () => {
+  let cluster: TestCluster;
+  let controller: EmulatorController;
+  let kubelet: FakeKubelet;
+  let options: ControllerOptions;
+  let controllerToken: string;
+  const stops: string[] = [];
+  const logs: string[] = [];
+  const scratch = mkdtempSync(join(tmpdir(), "hxe-ctl-"));
+  const emu = (name: string) => getJson<Emulator>(cluster, ["emulator", name, "-n", NS]);
+  const apply = (name: string, spec: Record<string, unknown>) =>
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "emulator.hexclave.com/v1alpha1",
+        kind: "Emulator",
+        metadata: { name, namespace: NS },
+        spec,
+      }),
+    );
+  const condition = (e: Emulator | undefined, type: string) =>
+    e?.status?.conditions?.find((c) => c.type === type);
+  const eventsFor = (name: string): string[] =>
+    (
+      getJson<{ items: { reason: string; involvedObject: { name: string } }[] }>(cluster, [
+        "events",
+        "-n",
+        NS,
+      ])?.items ?? []
+    )
+      .filter((e) => e.involvedObject.name === name)
+      .map((e) => e.reason);
+
+  beforeAll(async () => {
+    cluster = await startTestCluster(27860);
+    applyCrd(cluster);
+    createNamespace(cluster, NS);
+    controllerToken = controllerServiceAccount(cluster, LEASE);
+    options = controllerOptions({
+      namespace: CONTROLLER_NS,
+      identity: "replica-1",
+      leaderElection: {
+        enabled: true,
+        leaseName: LEASE,
+        leaseDurationSec: 4,
+        renewDeadlineSec: 3,
+        retryPeriodSec: 0.5,
+      },
+      http: { host: "127.0.0.1", port: 0 },
+      resyncSec: 30,
+      agent: {
+        port: AGENT_PORT,
+        storeHostPath: join(scratch, "store"),
+        storeMountPath: join(scratch, "store"),
+        runMountPath: join(scratch, "run"),
+        keysMountPath: join(scratch, "keys"),
+      },
+    });
+    controller = new EmulatorController(cluster.withToken(controllerToken), options, {
+      log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
+    });
+    await controller.start();
+    kubelet = new FakeKubelet(cluster.admin(), NS, fakeAgent(stops), scratch);
+    kubelet.start();
+  }, 180_000);
+
+  afterAll(async () => {
+    await controller?.stop();
+    await kubelet?.stop();
+    await cluster?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  describe("the CRD", () => {
+    it("is served with its short name and printer columns, and the API server applies its defaults", () => {
+      cluster.kubectl(
+        ["apply", "--validate=false", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "emulator.hexclave.com/v1alpha1",
+          kind: "Emulator",
+          metadata: { name: "defaults", namespace: NS },
+          spec: { image: "/var/lib/hexclave-emulator/images/e.qcow2", unknownField: 1 },
+        }),
+      );
+      const e = emu("defaults")!;
+      expect(e.spec).toEqual({
+        image: "/var/lib/hexclave-emulator/images/e.qcow2",
+        resources: { memory: "4Gi", cpus: 2 },
+        rotation: true,
+        snapshot: "auto",
+        service: { type: "ClusterIP", expose: ["dashboard", "backend", "minio", "inbucket", "mockOauth"] },
+      });
+      const header = cluster.kubectl(["get", "emu", "defaults", "-n", NS]).split("\n")[0];
+      expect(header?.split(/\s+/).filter(Boolean)).toEqual([
+        "NAME",
+        "READY",
+        "BOOT",
+        "STARTUP",
+        "NODE",
+        "AGE",
+      ]);
+      cluster.kubectl(["delete", "emu", "defaults", "-n", NS, "--wait=false"]);
+    });
+
+    it("rejects what the schema forbids: a bad quantity, a long or odd name", () => {
+      expect(() => apply("bad", { image: "/x", resources: { memory: "4G" } })).toThrow(
+        /spec\.resources\.memory/,
+      );
+      expect(() => apply("x".repeat(60), { image: "/x" })).toThrow(/DNS label of at most 54/);
+      expect(() => apply("9lives", { image: "/x" })).toThrow(/starting with a letter/);
+    });
+  });
+
+  it("creates the Secret, Service and Pod with owner references, adds its finalizer, and reports Ready", async () => {
+    apply("first", {
+      image: "/var/lib/hexclave-emulator/images/e.qcow2",
+      resources: { memory: "1Gi", cpus: 1 },
+    });
+    const ready = await eventually(
+      "Ready",
+      () => {
+        const e = emu("first");
+        return condition(e, "Ready")?.status === "True" ? e : undefined;
+      },
+      60_000,
+    );
+    const uid = ready.metadata.uid;
+    expect(ready.metadata.finalizers).toContain("emulator.hexclave.com/stop-vm");
+    for (const [kind, name] of [
+      ["secret", "first-emulator-keys"],
+      ["service", "first"],
+      ["pod", "first-emulator"],
+    ]) {
+      const o = getJson<KubernetesObject>(cluster, [kind!, name!, "-n", NS]);
+      expect(o?.metadata?.ownerReferences, `${kind} ${name}`).toEqual([
+        {
+          apiVersion: "emulator.hexclave.com/v1alpha1",
+          kind: "Emulator",
+          name: "first",
+          uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ]);
+    }
+    expect(ready.status).toMatchObject({
+      phase: "Ready",
+      bootMode: "resume",
+      startupSeconds: 0.42,
+      node: "local-node",
+      secretName: "first-emulator-keys",
+      snapshotKey: "test-key",
+      observedGeneration: 1,
+    });
+    expect(ready.status?.endpoints?.[1]).toEqual({
+      name: "backend",
+      host: "first.team-a.svc.cluster.local",
+      port: 26701,
+      url: "http://first.team-a.svc.cluster.local:26701",
+    });
+    for (const t of ["Ready", "SnapshotResumed", "SecretsRotated"])
+      expect(condition(ready, t)).toMatchObject({ status: "True", observedGeneration: 1 });
+    expect(condition(ready, "Degraded")?.status).toBe("False");
+    await eventually("events", () => {
+      const reasons = eventsFor("first");
+      return ["SecretCreated", "ServiceCreated", "PodCreated", "Ready"].every((r) => reasons.includes(r))
+        ? reasons
+        : undefined;
+    });
+    const printed = cluster.kubectl(["get", "emu", "first", "-n", NS, "--no-headers"]);
+    expect(printed.split(/\s+/).slice(0, 5)).toEqual(["first", "True", "resume", "0.42", "local-node"]);
+  });
+
+  it("keeps the keys out of status, events and its own log", () => {
+    const secret = getJson<{ data: Record<string, string> }>(cluster, [
+      "secret",
+      "first-emulator-keys",
+      "-n",
+      NS,
+    ])!;
+    const keys = Object.values(secret.data).map((b) => Buffer.from(b, "base64").toString());
+    expect(keys).toHaveLength(4);
+    const everywhere = [
+      JSON.stringify(emu("first")),
+      cluster.kubectl(["get", "events", "-n", NS, "-o", "json"]),
+      logs.join("\n"),
+    ].join("\n");
+    for (const k of keys) {
+      expect(k).toMatch(/^[0-9a-f]{64}$/);
+      expect(everywhere).not.toContain(k);
+    }
+  });
+
+  it("replaces the Pod when the spec changes, stopping the old one first", async () => {
+    const before = getJson<KubernetesObject>(cluster, ["pod", "first-emulator", "-n", NS])!;
+    cluster.kubectl([
+      "patch",
+      "emu",
+      "first",
+      "-n",
+      NS,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { resources: { memory: "2Gi" } } }),
+    ]);
+    const after = await eventually(
+      "a new Ready Pod",
+      () => {
+        const e = emu("first");
+        const pod = getJson<KubernetesObject>(cluster, ["pod", "first-emulator", "-n", NS]);
+        return e?.status?.observedGeneration === 2 &&
+          condition(e, "Ready")?.status === "True" &&
+          pod?.metadata?.uid !== before.metadata?.uid
+          ? pod
+          : undefined;
+      },
+      60_000,
+    );
+    expect(stops).toContain("first-emulator");
+    expect(after.metadata?.annotations?.["emulator.hexclave.com/spec-hash"]).not.toBe(
+      before.metadata?.annotations?.["emulator.hexclave.com/spec-hash"],
+    );
+    expect(JSON.stringify(after)).toContain('"memory":"2560Mi"');
+    expect(eventsFor("first")).toContain("PodReplaced");
+  });
+
+  it("refuses a write from a stale resourceVersion with 409 Conflict, and a stale reconcile retries", async () => {
+    const api = controllerApi(cluster.withToken(controllerToken));
+    const stale = emu("first")!;
+    cluster.kubectl(["label", "emu", "first", "-n", NS, "touched=yes"]);
+    const err = await api
+      .replaceEmulatorStatus({ ...stale, status: { ...stale.status, phase: "Pending" } })
+      .catch((e: unknown) => e);
+    expect(isConflict(err)).toBe(true);
+    // The same through a reconcile that reads a stale cache: it fails with the conflict (the queue retries it).
+    const staleReconciler = new Reconciler({
+      api,
+      caches: {
+        emulator: () => ({ ...stale, status: { ...stale.status, phase: "Pending" } }),
+        pod: (n, name) => controller.pods.get(name, n),
+        service: (n, name) => controller.services.get(name, n),
+      },
+      options,
+      fetchReport: httpReportFetcher(1000),
+      events: { normal: () => undefined, warning: () => undefined },
+    });
+    await expect(staleReconciler.reconcile(`${NS}/first`)).rejects.toSatisfy(isConflict);
+    // The controller's own reconciles converge regardless.
+    await eventually("Ready after the label", () => condition(emu("first"), "Ready")?.status === "True");
+  });
+
+  it("relists when its watch expires (410 Gone after an etcd compaction)", async () => {
+    const admin = cluster.admin();
+    const core = admin.makeApiClient(CoreV1Api);
+    const cm = (name: string, namespace = NS): V1ConfigMap => ({
+      metadata: { name, namespace },
+      data: { a: "1" },
+    });
+    await core.createNamespacedConfigMap({ namespace: NS, body: cm("before") });
+    const seen = new Set<string>();
+    const informer = new ResilientInformer<V1ConfigMap>(
+      "configmaps",
+      admin,
+      `/api/v1/namespaces/${NS}/configmaps`,
+      () => core.listNamespacedConfigMap({ namespace: NS }),
+    );
+    informer.onChange((t, o) =>
+      t === "delete" ? seen.delete(o.metadata!.name!) : seen.add(o.metadata!.name!),
+    );
+    await informer.start();
+    await informer.waitForSync(10_000);
+    expect(informer.lists).toBe(1);
+    // Advance etcd's revision elsewhere, then compact it past everything this informer has seen.
+    for (let i = 0; i < 5; i++)
+      await core.createNamespacedConfigMap({ namespace: "default", body: cm(`noise-${i}`, "default") });
+    const revision = await cluster.compact();
+    expect(Number(informer.resourceVersion())).toBeLessThan(revision);
+    // The API server ends watches after 5–10 s (--min-request-timeout=5); the re-watch from the old
+    // resourceVersion gets 410 Gone, and the informer lists again.
+    await eventually("a relist", () => informer.lists >= 2, 30_000);
+    expect(informer.restarts).toBe(0);
+    await core.createNamespacedConfigMap({ namespace: NS, body: cm("after") });
+    await eventually("the new object", () => seen.has("after"), 15_000);
+    expect(seen.has("before")).toBe(true);
+    await informer.stop();
+  });
+
+  it("restarts an informer whose list fails, with backoff, until it succeeds", async () => {
+    cluster.kubectl(["create", "serviceaccount", "late", "-n", NS]);
+    const kc = cluster.withToken(serviceAccountToken(cluster, NS, "late"));
+    const core = kc.makeApiClient(CoreV1Api);
+    const restarts: number[] = [];
+    const informer = new ResilientInformer<V1ConfigMap>(
+      "configmaps",
+      kc,
+      `/api/v1/namespaces/${NS}/configmaps`,
+      () => core.listNamespacedConfigMap({ namespace: NS }),
+      { minBackoffMs: 100, hooks: { onRestart: (_r, _e, delay) => restarts.push(delay) } },
+    );
+    await informer.start();
+    await eventually("two restarts", () => restarts.length >= 2, 10_000);
+    expect(informer.hasSynced()).toBe(false);
+    expect(restarts[1]).toBe(2 * restarts[0]!);
+    cluster.kubectl(["create", "role", "read-cm", "-n", NS, "--verb=list,watch", "--resource=configmaps"]);
+    cluster.kubectl([
+      "create",
+      "rolebinding",
+      "read-cm",
+      "-n",
+      NS,
+      "--role=read-cm",
+      `--serviceaccount=${NS}:late`,
+    ]);
+    await eventually("sync after the grant", () => informer.hasSynced(), 20_000);
+    await informer.stop();
+  });
+
+  it("never takes over a Secret or a Service of the same name that is not its own", async () => {
+    cluster.kubectl([
+      "create",
+      "secret",
+      "generic",
+      "taken-emulator-keys",
+      "-n",
+      NS,
+      "--from-literal=mine=1",
+    ]);
+    cluster.kubectl(["create", "service", "clusterip", "taken", "-n", NS, "--tcp=80:80"]);
+    apply("taken", { image: "/x.qcow2" });
+    const secretConflict = await eventually("SecretConflict", () => {
+      const c = condition(emu("taken"), "Degraded");
+      return c?.reason === "SecretConflict" ? c : undefined;
+    });
+    expect(secretConflict.status).toBe("True");
+    expect(
+      getJson<{ data: Record<string, string> }>(cluster, ["secret", "taken-emulator-keys", "-n", NS])?.data,
+    ).toEqual({
+      mine: Buffer.from("1").toString("base64"),
+    });
+    cluster.kubectl(["delete", "secret", "taken-emulator-keys", "-n", NS]);
+    await eventually(
+      "ServiceConflict",
+      () => condition(emu("taken"), "Degraded")?.reason === "ServiceConflict",
+      40_000,
+    );
+    expect(getJson(cluster, ["pod", "taken-emulator", "-n", NS])).toBeUndefined();
+    cluster.kubectl(["delete", "service", "taken", "-n", NS]);
+    await eventually(
+      "Ready once the way is clear",
+      () =>
+        condition(emu("taken"), "Ready")?.status === "True" ||
+        getJson(cluster, ["pod", "taken-emulator", "-n", NS]),
+      40_000,
+    );
+    cluster.kubectl(["delete", "emu", "taken", "-n", NS, "--wait=false"]);
+    await eventually("taken gone", () => emu("taken") === undefined, 60_000);
+  });
+
+  it("deletes an Emulator past its ttlSeconds", async () => {
+    apply("short", { image: "/x.qcow2", ttlSeconds: 60 });
+    const created = await eventually("the finalizer and the expiry in status", () => {
+      const e = emu("short");
+      return e?.metadata.finalizers?.length && e.status?.expiresAt ? e : undefined;
+    });
+    expect(
+      new Date(created.status!.expiresAt!).getTime() -
+        new Date(created.metadata.creationTimestamp!).getTime(),
+    ).toBe(60_000);
+    const api = controllerApi(cluster.withToken(controllerToken));
+    const later = new Reconciler({
+      api,
+      caches: {
+        emulator: () => emu("short"),
+        pod: (n, name) => controller.pods.get(name, n),
+        service: (n, name) => controller.services.get(name, n),
+      },
+      options,
+      fetchReport: async () => undefined,
+      events: { normal: () => undefined, warning: () => undefined },
+      now: () => new Date(new Date(created.metadata.creationTimestamp!).getTime() + 61_000),
+    });
+    await later.reconcile(`${NS}/short`);
+    await eventually("the Emulator gone", () => emu("short") === undefined, 60_000);
+  });
+
+  it("serves /healthz, /readyz and /metrics with reconcile, queue and boot metrics", async () => {
+    const base = `http://127.0.0.1:${controller.httpPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/hexclave_emulator_reconcile_total\{result="success"\} [1-9]/);
+    expect(text).toMatch(/hexclave_emulator_boots_total\{mode="resume"\} [1-9]/);
+    expect(text).toMatch(/hexclave_emulator_startup_seconds_count\{mode="resume"\} [1-9]/);
+    expect(text).toContain("hexclave_emulator_workqueue_depth");
+    expect(text).toContain("hexclave_emulator_leader 1");
+    expect(text).toMatch(/hexclave_emulator_emulators\{phase="Ready"\} 1/);
+  });
+
+  it("holds the finalizer until the Pod is gone, then removes the Service and the Secret", async () => {
+    const stopsBefore = stops.length;
+    cluster.kubectl(["delete", "emu", "first", "-n", NS, "--wait=false"]);
+    const terminating = await eventually("Terminating", () => {
+      const e = emu("first");
+      return e?.status?.phase === "Terminating" ? e : undefined;
+    });
+    expect(terminating.metadata.deletionTimestamp).toBeDefined();
+    await eventually("the Emulator gone", () => emu("first") === undefined, 60_000);
+    expect(stops.length).toBe(stopsBefore + 1);
+    expect(getJson(cluster, ["pod", "first-emulator", "-n", NS])).toBeUndefined();
+    expect(getJson(cluster, ["service", "first", "-n", NS])).toBeUndefined();
+    expect(getJson(cluster, ["secret", "first-emulator-keys", "-n", NS])).toBeUndefined();
+    expect(eventsFor("first")).toEqual(expect.arrayContaining(["Stopping", "Stopped"]));
+  });
+
+  it("elects one leader through the Lease; a standby takes over when it steps down", async () => {
+    const standby = new EmulatorController(
+      cluster.withToken(controllerToken),
+      { ...options, identity: "replica-2" },
+      { log: () => undefined },
+    );
+    await standby.start();
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(controller.isLeader()).toBe(true);
+    expect(standby.isLeader()).toBe(false);
+    const lease = () =>
+      getJson<{ spec: { holderIdentity: string; leaseTransitions: number } }>(cluster, [
+        "lease",
+        LEASE,
+        "-n",
+        CONTROLLER_NS,
+      ]);
+    expect(lease()?.spec.holderIdentity).toBe("replica-1");
+    await controller.stop();
+    await eventually("replica-2 leads", () => standby.isLeader(), 15_000);
+    expect(lease()?.spec.holderIdentity).toBe("replica-2");
+    // The new leader reconciles: a new Emulator gets its Pod.
+    apply("after-failover", { image: "/x.qcow2" });
+    await eventually(
+      "a Pod from the new leader",
+      () => getJson(cluster, ["pod", "after-failover-emulator", "-n", NS]),
+      30_000,
+    );
+    cluster.kubectl(["delete", "emu", "after-failover", "-n", NS, "--wait=false"]);
+    await eventually("cleanup by the new leader", () => emu("after-failover") === undefined, 60_000);
+    controller = standby;
+  });
+});
