@@ -106,6 +106,8 @@ export class Reconciler {
       if (problem) return this.writeStatus(emu, owner, spec, { problem });
     }
     const svcProblem = await this.ensureService(emu, owner, spec);
+    // Not yet known whether a same-named Service is ours: no Pod until it is.
+    if (svcProblem === "settling") return { requeueAfterMs: 500 };
     if (svcProblem) return this.conflict(emu, owner, spec, svcProblem);
     const { pod, settling, problem: podProblem } = await this.ensurePod(emu, owner, spec);
     if (podProblem) return this.conflict(emu, owner, spec, podProblem);
@@ -181,7 +183,11 @@ export class Reconciler {
     return Date.now() - first > FOREIGN_GRACE_MS;
   }
 
-  private async ensureService(emu: Emulator, owner: Owned, spec: EmulatorSpec): Promise<Problem | undefined> {
+  private async ensureService(
+    emu: Emulator,
+    owner: Owned,
+    spec: EmulatorSpec,
+  ): Promise<Problem | "settling" | undefined> {
     const desired = buildService(owner, spec);
     const live = this.d.caches.service(owner.namespace, serviceName(owner.name));
     if (!live) {
@@ -196,6 +202,7 @@ export class Reconciler {
             message: `a Service named ${serviceName(owner.name)} exists and is not this controller's; rename the Emulator or delete it`,
           };
         }
+        return "settling";
       }
       return undefined;
     }
