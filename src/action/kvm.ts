@@ -9,6 +9,7 @@
  */
 import { accessSync, constants, existsSync } from "node:fs";
 import { run } from "../engine/exec.js";
+import { canBeRoot, isRoot } from "./root.js";
 
 export interface KvmReport {
   state: "usable" | "enabled" | "missing" | "not-writable" | "not-linux";
@@ -32,7 +33,6 @@ export const UDEV_RULE_FILE = "/etc/udev/rules.d/99-hexclave-kvm.rules";
 export const UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"\n';
 
 export function hostKvmDeps(): KvmDeps {
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   const asRoot = async (argv: string[], input?: string) => {
     const [file, ...args] = isRoot ? argv : ["sudo", "-n", ...argv];
     await run(file!, args, { timeoutMs: 30_000, ...(input === undefined ? {} : { input }) });
@@ -51,15 +51,7 @@ export function hostKvmDeps(): KvmDeps {
     },
     isRoot,
     asRoot,
-    canBeRoot: async () => {
-      if (isRoot) return true;
-      try {
-        await run("sudo", ["-n", "true"], { timeoutMs: 10_000 });
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    canBeRoot,
   };
 }
 

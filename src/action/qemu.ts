@@ -9,6 +9,7 @@ import { EngineError } from "../engine/errors.js";
 import { findQemu } from "../engine/host/probe.js";
 import type { Arch } from "../engine/config/index.js";
 import { run } from "../engine/exec.js";
+import { canBeRoot, isRoot } from "./root.js";
 
 export interface QemuChoice {
   binary: string;
@@ -29,7 +30,6 @@ export interface QemuDeps {
 }
 
 export function hostQemuDeps(log: (m: string) => void): QemuDeps {
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   return {
     platform: process.platform,
     env: process.env,
@@ -46,15 +46,7 @@ export function hostQemuDeps(log: (m: string) => void): QemuDeps {
       const [file, ...args] = isRoot ? argv : ["sudo", "-n", ...argv];
       await run(file!, args, { timeoutMs, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
     },
-    canBeRoot: async () => {
-      if (isRoot) return true;
-      try {
-        await run("sudo", ["-n", "true"], { timeoutMs: 10_000 });
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    canBeRoot,
     log,
   };
 }
