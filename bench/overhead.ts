@@ -9,28 +9,34 @@
  */
 import { join } from "node:path";
 import type { EmulatorConfig } from "../src/engine/config/index.js";
-import { resolveContext, type EngineContext } from "../src/engine/lifecycle/context.js";
+import { resolveContext } from "../src/engine/lifecycle/context.js";
 import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
-import { createOverlay, ensurePhantoms, virtualSize } from "../src/engine/lifecycle/disks.js";
-import { connectAgent, vmDirHost, writeRuntimeIso } from "../src/engine/lifecycle/boot.js";
-import { planFor } from "../src/engine/lifecycle/plan.js";
+import { connectAgent } from "../src/engine/lifecycle/boot.js";
 import { launchVm } from "../src/engine/lifecycle/launch.js";
 import { resumeState } from "../src/engine/lifecycle/migrate.js";
-import { migrationSpec, SNAPSHOT_FILES } from "../src/engine/lifecycle/strategies.js";
+import { migrationSpec } from "../src/engine/lifecycle/strategies.js";
 import { killVm } from "../src/engine/lifecycle/stop.js";
-import { buildQemuArgv, type QemuPlan } from "../src/engine/qemu/argv.js";
+import { buildQemuArgv } from "../src/engine/qemu/argv.js";
 import type { QmpEvent } from "../src/engine/qemu/qmp.js";
 import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
-import { bareArgv, launchToGreeting, withClientQmp } from "./floor.js";
+import {
+  bareArgv,
+  launchTimes,
+  summarizeLaunches,
+  withQmpAt,
+  type FloorFigures,
+  type LaunchTimes,
+} from "./floor.js";
 import { now, repeat, round, summarize, type Summary } from "./stats.js";
 import type { BenchEnv } from "./setup.js";
+import { freshOverlay, prepareResume } from "./direct.js";
 
 export interface OverheadResult {
   strategy: string;
-  /** The resume argv launched to its QMP greeting (no connect polling). */
-  fullFloorMs: Summary;
-  /** The bare binary (-machine none) launched to its QMP greeting, interleaved with the rest. */
-  bareFloorMs: Summary;
+  /** The resume argv launched to its QMP greeting, and to its first reply (floor.ts). */
+  fullFloor: FloorFigures;
+  /** The bare binary (-machine none), the same, interleaved with the rest. */
+  bareFloor: FloorFigures;
   /** launchVm: spawn to QMP negotiated, as the engine does it (connect retried every 20 ms). */
   launchMs: Summary;
   /** resumeState: capabilities, incoming migration, `cont`, RESUME seen. */
@@ -45,27 +51,6 @@ export interface OverheadResult {
 const wallMs = (): number => performance.timeOrigin + performance.now();
 const eventMs = (e: QmpEvent): number => e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000;
 
-/** A fresh session overlay on the snapshot's layer (a resumed guest must not see another run's writes). */
-async function freshOverlay(ctx: EngineContext, snapshot: PublishedSnapshot): Promise<void> {
-  const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
-  await createOverlay(
-    ctx.qemuImg,
-    ctx.paths.session,
-    layer,
-    await virtualSize(ctx.qemuImg, ctx.config.image),
-  );
-}
-
-async function prepare(ctx: EngineContext, snapshot: PublishedSnapshot): Promise<QemuPlan> {
-  const { config, paths } = ctx;
-  const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
-  await freshOverlay(ctx, snapshot);
-  ensurePhantoms(paths.phantoms);
-  await writeRuntimeIso(ctx, vmDirHost(ctx));
-  const ramFile = ctx.strategy === "template" ? join(snapshot.dir, SNAPSHOT_FILES.ram) : undefined;
-  return planFor(ctx, "resume", { base: config.image, layer, session: paths.session }, ramFile);
-}
-
 export async function overheadSection(
   env: BenchEnv,
   config: EmulatorConfig,
@@ -75,13 +60,13 @@ export async function overheadSection(
 ): Promise<OverheadResult> {
   const ctx = await resolveContext(config);
   ensureRunDir(ctx.paths);
-  const plan = await prepare(ctx, snapshot);
+  const plan = await prepareResume(ctx, snapshot);
   const sock = join(ctx.paths.dir, "floor.sock");
-  const floorArgv = withClientQmp([...buildQemuArgv(plan), "-S"], sock);
-  const bareFloorArgv = withClientQmp(bareArgv(), sock);
-  await launchToGreeting(ctx.qemu.binary, floorArgv, sock);
-  const fullFloor: number[] = [];
-  const bareFloor: number[] = [];
+  const floorArgv = withQmpAt([...buildQemuArgv(plan), "-S"], sock);
+  const bareFloorArgv = withQmpAt(bareArgv(), sock);
+  await launchTimes(ctx.qemu.binary, floorArgv, sock);
+  const fullFloor: LaunchTimes[] = [];
+  const bareFloor: LaunchTimes[] = [];
 
   const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
   const launch: number[] = [];
@@ -93,8 +78,8 @@ export async function overheadSection(
     const last = i === runs - 1;
     // The floors and the resume are interleaved, so that a change of load
     // on this shared machine hits all three alike.
-    bareFloor.push(await launchToGreeting(ctx.qemu.binary, bareFloorArgv, sock));
-    fullFloor.push(await launchToGreeting(ctx.qemu.binary, floorArgv, sock));
+    bareFloor.push(await launchTimes(ctx.qemu.binary, bareFloorArgv, sock));
+    fullFloor.push(await launchTimes(ctx.qemu.binary, floorArgv, sock));
     if (i > 0) await freshOverlay(ctx, snapshot);
     const t0 = now();
     const vm = await launchVm(ctx.qemu.binary, plan, ctx.paths);
@@ -134,8 +119,8 @@ export async function overheadSection(
   }
   const result: OverheadResult = {
     strategy: ctx.strategy,
-    fullFloorMs: summarize(fullFloor),
-    bareFloorMs: summarize(bareFloor),
+    fullFloor: summarizeLaunches(fullFloor),
+    bareFloor: summarizeLaunches(bareFloor),
     launchMs: summarize(launch),
     migrateMs: summarize(migrate),
     toRunningMs: summarize(launch.map((l, i) => l + (migrate[i] ?? 0))),
@@ -144,7 +129,7 @@ export async function overheadSection(
     agentRoundTripMs: summarize(agentRtt),
   };
   log(
-    `overhead: full floor ${result.fullFloorMs.median} ms, direct to running ${result.toRunningMs.median} ms, ` +
+    `overhead: floor ${result.fullFloor.greetingMs.median} ms (ready ${result.fullFloor.readyMs.median} ms), direct to running ${result.toRunningMs.median} ms, ` +
       `RESUME notice ${round(result.resumeNoticeMs.median, 3)} ms, QMP ${round(result.qmpRoundTripMs.median, 3)} ms, ` +
       `agent ${round(result.agentRoundTripMs.median, 3)} ms`,
   );

@@ -1,18 +1,27 @@
 /**
  * Resume time as guest RAM grows: template (the RAM file is mapped, so the
  * resume should stay flat) against stream (every page is read back). One
- * capture per size and strategy (reused when the capture section made it),
- * then N resumes with rotation through start(). For the template strategy
- * the transport figures are taken at every size too: packSnapshot reads
- * only the allocated extents, plain `zstd -1` reads the whole file.
+ * capture per size and strategy (reused when the capture section made it);
+ * then the resumes run in rounds over every size, so that the load of a
+ * shared machine drifts over all sizes alike. For the template strategy
+ * each round also launches the resume argv of that size to its QMP greeting
+ * (what QEMU alone costs at that size), and the transport figures are taken
+ * at every size: packSnapshot reads only the allocated extents, plain
+ * `zstd -1` reads the whole file.
  */
 import { join } from "node:path";
 import { captureOnly } from "../src/engine/lifecycle/capture-verb.js";
-import { openSnapshotStore } from "../src/engine/snapshot/index.js";
+import { resolveContext } from "../src/engine/lifecycle/context.js";
+import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
+import { buildQemuArgv } from "../src/engine/qemu/argv.js";
+import { openSnapshotStore, type PublishedSnapshot } from "../src/engine/snapshot/index.js";
 import type { Strategy } from "../src/engine/qemu/argv.js";
-import { now, repeatTolerant, round, summarize, type Summary } from "./stats.js";
+import type { StartResult } from "../src/engine/lifecycle/start.js";
+import { now, round, summarize, type Summary } from "./stats.js";
 import { resumeOnce, toRunningMs } from "./resume.js";
 import { measureTransport, snapshotSize, type SnapshotSize, type TransportFigures } from "./transport.js";
+import { launchTimes, summarizeLaunches, withQmpAt, type FloorFigures, type LaunchTimes } from "./floor.js";
+import { prepareResume } from "./direct.js";
 import type { BenchEnv } from "./setup.js";
 
 export interface ScalingPoint {
@@ -25,19 +34,31 @@ export interface ScalingPoint {
   resumeLaunch: Summary;
   resumeMigrate: Summary;
   toHealthy: Summary;
+  /** Template: the resume argv of this size, launch → QMP greeting and → first reply. */
+  floor: FloorFigures | undefined;
   transport: TransportFigures | undefined;
-  /** Resumes that failed (and were retried), with why. */
+  /** Resumes that failed, with why. */
   failures: string[];
 }
 
-export async function scalingPoint(
+interface Prepared {
+  strategy: Strategy;
+  ramMiB: number;
+  captureMs: number | undefined;
+  snapshot: PublishedSnapshot;
+  transport: TransportFigures | undefined;
+  floor: (() => Promise<LaunchTimes>) | undefined;
+  results: StartResult[];
+  floors: LaunchTimes[];
+  failures: string[];
+}
+
+async function preparePoint(
   env: BenchEnv,
   strategy: Strategy,
   ramMiB: number,
-  runs: number,
   scratch: string,
-  log: (m: string) => void,
-): Promise<ScalingPoint> {
+): Promise<Prepared> {
   const config = env.config({ strategy, ramMiB, snapshotRamMiB: ramMiB });
   const t0 = now();
   const cap = await captureOnly(config, () => undefined);
@@ -45,32 +66,29 @@ export async function scalingPoint(
   await env.kill(config);
   const snapshot = await openSnapshotStore(config.snapshotDir).lookup(cap.key);
   if (!snapshot) throw new Error(`no snapshot ${cap.key} after capture`);
-  const failures: string[] = [];
-  const results = await repeatTolerant(runs, async () => resumeOnce(env, config), failures);
-  const transport =
-    strategy === "template"
-      ? await measureTransport(snapshot.dir, join(snapshot.dir, "ram.bin"), join(scratch, "transport"), {
-          unpack: false,
-          level1: true,
-        })
-      : undefined;
-  const point: ScalingPoint = {
-    strategy,
-    ramMiB,
-    captureMs,
-    size: snapshotSize(snapshot.dir),
-    toRunning: summarize(results.map(toRunningMs)),
-    resumeLaunch: summarize(results.map((r) => r.timings["resume-launch"] ?? Number.NaN)),
-    resumeMigrate: summarize(results.map((r) => r.timings["resume-migrate"] ?? Number.NaN)),
-    toHealthy: summarize(results.map((r) => r.totalMs)),
-    transport,
-    failures,
-  };
-  log(
-    `scaling ${strategy} ${ramMiB} MiB: running ${point.toRunning.median} ms` +
-      (transport ? `, pack ${transport.packMs} ms vs zstd -1 ${transport.plainZstd1?.ms} ms` : ""),
-  );
-  return point;
+  let transport: TransportFigures | undefined;
+  let floor: Prepared["floor"];
+  if (strategy === "template") {
+    transport = await measureTransport(
+      snapshot.dir,
+      join(snapshot.dir, "ram.bin"),
+      join(scratch, "transport"),
+      {
+        unpack: false,
+        level1: true,
+      },
+    );
+    // Its own run dir and ports (block 8): the floor QEMU never runs the guest.
+    const ctx = await resolveContext(
+      env.config({ strategy, ramMiB, snapshotRamMiB: ramMiB }, 8, `floor-${ramMiB}`),
+    );
+    ensureRunDir(ctx.paths);
+    const sock = join(ctx.paths.dir, "floor.sock");
+    const argv = withQmpAt([...buildQemuArgv(await prepareResume(ctx, snapshot)), "-S"], sock);
+    floor = () => launchTimes(ctx.qemu.binary, argv, sock);
+    await floor(); // unmeasured: loads the binary and the file's pages
+  }
+  return { strategy, ramMiB, captureMs, snapshot, transport, floor, results: [], floors: [], failures: [] };
 }
 
 export async function scalingSection(
@@ -81,9 +99,52 @@ export async function scalingSection(
   scratch: string,
   log: (m: string) => void,
 ): Promise<ScalingPoint[]> {
-  const out: ScalingPoint[] = [];
+  const points: Prepared[] = [];
   for (const strategy of strategies) {
-    for (const size of sizesMiB) out.push(await scalingPoint(env, strategy, size, runs, scratch, log));
+    for (const size of sizesMiB) {
+      const p = await preparePoint(env, strategy, size, scratch);
+      const t = p.transport;
+      log(
+        `scaling ${strategy} ${size} MiB ready` +
+          (t ? `: pack ${t.packMs} ms (level 1 ${t.packLevel1Ms} ms) vs zstd -1 ${t.plainZstd1?.ms} ms` : ""),
+      );
+      points.push(p);
+    }
   }
-  return out;
+  for (let r = 0; r < runs; r++) {
+    for (const p of points) {
+      if (p.floor) p.floors.push(await p.floor());
+      try {
+        p.results.push(
+          await resumeOnce(
+            env,
+            env.config({ strategy: p.strategy, ramMiB: p.ramMiB, snapshotRamMiB: p.ramMiB }),
+          ),
+        );
+      } catch (err) {
+        p.failures.push((err as Error).message.split("\n")[0] ?? String(err));
+      }
+    }
+    log(
+      `scaling round ${r + 1}/${runs}: ` +
+        points
+          .map(
+            (p) => `${p.strategy} ${p.ramMiB} ${p.results.at(-1) ? toRunningMs(p.results.at(-1)!) : "-"} ms`,
+          )
+          .join(", "),
+    );
+  }
+  return points.map((p) => ({
+    strategy: p.strategy,
+    ramMiB: p.ramMiB,
+    captureMs: p.captureMs,
+    size: snapshotSize(p.snapshot.dir),
+    toRunning: summarize(p.results.map(toRunningMs)),
+    resumeLaunch: summarize(p.results.map((r) => r.timings["resume-launch"] ?? Number.NaN)),
+    resumeMigrate: summarize(p.results.map((r) => r.timings["resume-migrate"] ?? Number.NaN)),
+    toHealthy: summarize(p.results.map((r) => r.totalMs)),
+    floor: p.floor ? summarizeLaunches(p.floors) : undefined,
+    transport: p.transport,
+    failures: p.failures,
+  }));
 }

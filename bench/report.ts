@@ -18,9 +18,12 @@ function rows(qs: QemuResult[]): Row[] {
   const out: Row[] = [];
   const add = (label: string, f: (q: QemuResult) => string) => out.push([label, ...qs.map(f)]);
   const strategies = [...new Set(qs.flatMap((q) => q.capture.map((c) => c.strategy)))];
-  add("floor: bare binary, launch → QMP greeting (ms)", (q) => ms(q.floor?.bareMs));
-  add("floor: bare binary, interleaved with the resumes below (ms)", (q) => ms(q.overhead?.bareFloorMs));
-  add("floor: resume argv, launch → QMP greeting (ms)", (q) => ms(q.overhead?.fullFloorMs));
+  add("floor: bare binary, launch → QMP greeting (ms)", (q) => ms(q.floor?.bare.greetingMs));
+  add("floor: bare binary, interleaved with the resumes below (ms)", (q) =>
+    ms(q.overhead?.bareFloor.greetingMs),
+  );
+  add("floor: resume argv, launch → QMP greeting (ms)", (q) => ms(q.overhead?.fullFloor.greetingMs));
+  add("floor: resume argv, launch → first QMP reply (ms)", (q) => ms(q.overhead?.fullFloor.readyMs));
   add("engine pieces (launchVm + resumeState), template → running (ms)", (q) => ms(q.overhead?.toRunningMs));
   add("cold boot → all healthy (ms)", (q) => ms(q.cold?.totalMs));
   for (const s of strategies) {
@@ -52,6 +55,13 @@ function rows(qs: QemuResult[]): Row[] {
     add(`resume ${s} ${Number(size) / 1024} GiB → running (ms)`, (q) =>
       ms(q.ramScaling.find((p) => `${p.strategy}@${p.ramMiB}` === key)?.toRunning),
     );
+  }
+  for (const key of points.filter((k) => k.startsWith("template@"))) {
+    const size = Number(key.split("@")[1]);
+    add(`floor: template resume argv at ${size / 1024} GiB, launch → greeting / → first reply (ms)`, (q) => {
+      const f = q.ramScaling.find((p) => `${p.strategy}@${p.ramMiB}` === key)?.floor;
+      return f ? `${ms(f.greetingMs)} / ${ms(f.readyMs)}` : "–";
+    });
   }
   for (const key of points.filter((k) => k.startsWith("template@"))) {
     const size = Number(key.split("@")[1]);

@@ -7,7 +7,7 @@ import type { OverheadResult } from "./overhead.js";
 import type { ScalingPoint } from "./ram-scaling.js";
 import type { ResumeResult } from "./resume.js";
 import type { SharingResult } from "./sharing.js";
-import type { Summary } from "./stats.js";
+import type { FloorFigures } from "./floor.js";
 
 export const RESULT_FORMAT = 1;
 
@@ -35,7 +35,7 @@ export interface QemuResult {
   acceleratorReason: string;
   machineType: string;
   strategies: string[];
-  floor: { bareMs: Summary; argv: string[] } | undefined;
+  floor: { bare: FloorFigures; argv: string[] } | undefined;
   cold: ColdResult | undefined;
   capture: CaptureResult[];
   resume: ResumeResult[];

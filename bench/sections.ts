@@ -68,7 +68,7 @@ export async function runTarget(
 
   await section("floor", async () => {
     q.floor = {
-      bareMs: await bareFloor(ctx.qemu.binary, env.home, Math.max(opts.runs, 5)),
+      bare: await bareFloor(ctx.qemu.binary, env.home, Math.max(opts.runs, 5)),
       argv: bareArgv(),
     };
   });
@@ -110,7 +110,8 @@ export async function runTarget(
   });
   await section("ramScaling", async () => {
     const wanted = opts.scalingStrategies.filter((s) => strategies.includes(s));
-    q.ramScaling = await scalingSection(env, wanted, opts.sizesMiB, opts.runs, scratch, log2);
+    // Resumes are cheap next to captures: twice the runs, for a steadier median.
+    q.ramScaling = await scalingSection(env, wanted, opts.sizesMiB, opts.runs * 2, scratch, log2);
   });
   return q;
 }

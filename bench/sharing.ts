@@ -1,14 +1,14 @@
 /**
  * Concurrent guests resumed from one template. The snapshot key includes
  * the host ports, so N guests cannot each find "their" snapshot through
- * start(): N configs on distinct ports have N keys. But hostfwd is host-side
- * only (it is not part of the migrated state, nor of the layout hash), so
- * each guest here runs the engine's own resume path (resumeVm, reattachGuest,
- * finishGuest: overlay, launch, incoming migration, agent, clock, host share,
+ * start(): N configs on distinct ports have N keys. Each guest here runs the
+ * engine's resume steps (overlay, launchVm, resumeState, agent, clock,
  * rotation, health) on the ONE published template snapshot, with its own run
- * dir and ports. Memory is the proportional set size of each QEMU (shared
- * pages split fairly between the guests that map them), read 3 s after every
- * guest is healthy; the guest-RAM mapping's share is reported on its own.
+ * dir and host ports forwarded to the snapshot's guest ports (direct.ts).
+ * The host share is left out (its hot-plug adds nothing to memory). Memory
+ * is the proportional set size of each QEMU (shared pages split fairly
+ * between the guests that map them), read 3 s after every guest is healthy;
+ * the guest-RAM mapping's share is reported on its own.
  */
 import { join } from "node:path";
 import { rmSync } from "node:fs";
@@ -16,13 +16,16 @@ import type { EmulatorConfig } from "../src/engine/config/index.js";
 import { resolveContext } from "../src/engine/lifecycle/context.js";
 import { Phases, silent } from "../src/engine/lifecycle/events.js";
 import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
-import { reattachGuest, resumeVm } from "../src/engine/lifecycle/resume.js";
-import { finishGuest } from "../src/engine/lifecycle/boot.js";
+import { connectAgent, finishGuest } from "../src/engine/lifecycle/boot.js";
+import { launchVm } from "../src/engine/lifecycle/launch.js";
+import { resumeState } from "../src/engine/lifecycle/migrate.js";
+import { migrationSpec } from "../src/engine/lifecycle/strategies.js";
 import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
 import type { Strategy } from "../src/engine/qemu/argv.js";
 import { mappingMemory, processMemory, type MappingFigures, type MemoryFigures } from "./memory.js";
 import { now, round } from "./stats.js";
 import type { BenchEnv } from "./setup.js";
+import { prepareResume } from "./direct.js";
 
 const SETTLE_MS = 3_000;
 
@@ -62,15 +65,20 @@ export interface SharingResult {
   failures: string[];
 }
 
+/** One guest from `snapshot`: the engine's resume steps on a plan whose hostfwd keeps the snapshot's guest ports. */
 async function resumeOne(config: EmulatorConfig, snapshot: PublishedSnapshot, env: BenchEnv) {
   const ctx = await resolveContext(config);
   ensureRunDir(ctx.paths);
   const phases = new Phases(silent);
   const t0 = now();
-  const vm = await resumeVm(ctx, snapshot, phases);
+  const plan = await prepareResume(ctx, snapshot);
+  const vm = await phases.run("resume-launch", () => launchVm(ctx.qemu.binary, plan, ctx.paths));
   env.track(vm.pid);
-  const agent = await reattachGuest(ctx, vm, phases);
+  const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
+  await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000));
+  const agent = await phases.run("agent", () => connectAgent(ctx, 60_000));
   try {
+    await phases.run("clock", () => agent.setTime(undefined, { timeoutMs: 10_000 }));
     await finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec);
   } finally {
     agent.close();
@@ -93,8 +101,6 @@ export async function sharingRun(
 ): Promise<SharingRun> {
   const configs = Array.from({ length: guests }, (_, i) =>
     env.config(
-      // No host share: its post-resume mount races the guest's PCI hot-plug
-      // under load (see the bench report), and memory does not depend on it.
       { strategy, ramMiB, snapshotRamMiB: ramMiB, hostShare: { mode: "none" } },
       i + 1,
       `share-${strategy}-${guests}-${i + 1}`,

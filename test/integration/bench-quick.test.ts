@@ -40,7 +40,8 @@ describe("npm run bench -- --smoke", () => {
       expect(q.errors).toEqual([]);
       for (const s of SECTIONS) expect(q.load[s], s).toBeDefined();
 
-      expect(q.floor?.bareMs.median).toBeGreaterThan(0);
+      expect(q.floor?.bare.greetingMs.median).toBeGreaterThan(0);
+      expect(q.floor?.bare.readyMs.median).toBeGreaterThan(0);
       expect(q.cold?.totalMs.median).toBeGreaterThan(0);
       expect(q.capture.map((c) => c.strategy).sort()).toEqual([...q.strategies].sort());
       for (const c of q.capture) {
@@ -60,8 +61,9 @@ describe("npm run bench -- --smoke", () => {
           );
         }
       }
-      expect(q.overhead?.fullFloorMs.median).toBeGreaterThan(0);
-      expect(q.overhead?.bareFloorMs.median).toBeGreaterThan(0);
+      expect(q.overhead?.fullFloor.greetingMs.median).toBeGreaterThan(0);
+      expect(q.overhead?.fullFloor.readyMs.median).toBeGreaterThan(0);
+      expect(q.overhead?.bareFloor.greetingMs.median).toBeGreaterThan(0);
       expect(q.overhead?.toRunningMs.median).toBeGreaterThan(0);
       expect(q.overhead?.qmpRoundTripMs.n).toBeGreaterThan(0);
       expect(q.overhead?.agentRoundTripMs.n).toBeGreaterThan(0);
@@ -69,6 +71,8 @@ describe("npm run bench -- --smoke", () => {
       expect(q.sharing?.runs.map((x) => x.guests)).toEqual(opts.guests);
       expect(q.sharing?.extraPerGuest.length).toBeGreaterThan(0);
       expect(q.ramScaling.map((p) => p.ramMiB)).toEqual(opts.sizesMiB);
+      for (const p of q.ramScaling)
+        expect(p.floor?.readyMs.median, `floor at ${p.ramMiB}`).toBeGreaterThan(0);
 
       const ids = r.targets.map((t) => t.id);
       expect(ids).toEqual(
