@@ -7,7 +7,16 @@
 #     installed), and run through trixie's own dynamic loader and libraries, so
 #     the host's libc is never upgraded.
 # Prints nothing but a summary when everything is already there.
+#
+# Usage: install-qemu.sh [--host-only]
+#   --host-only   QEMU 7.2 and the host tools only (what the main job uses)
 set -euo pipefail
+host_only=0
+case "${1:-}" in
+  --host-only) host_only=1 ;;
+  "") ;;
+  *) printf '[install-qemu] unknown argument: %s (expected --host-only or nothing)\n' "$1" >&2; exit 2 ;;
+esac
 
 TOOLS_DIR="${HEXCLAVE_TOOLS_DIR:-$HOME/.cache/hexclave-emulator/tools}"
 Q10="$TOOLS_DIR/qemu-10"
@@ -30,6 +39,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing from the host's Debian: ${missing[*]}"
   [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$host_only" = 1 ]; then
+  log "QEMU 7.2: $(qemu-system-x86_64 --version | head -1)"
+  exit 0
 fi
 
 if [ -f "$Q10/.complete" ] && "$Q10/bin/qemu-system-x86_64" --version >/dev/null 2>&1; then

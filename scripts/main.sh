@@ -5,7 +5,7 @@
 # show its status, and stop it. Set KEEP_RUNNING=1 to leave it up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh main
 npm run --silent build:lib
 image="$(bash test/guest/build.sh --print-path)"
 export HEXCLAVE_EMULATOR_HOME="${HEXCLAVE_EMULATOR_HOME:-$HOME/.hexclave/test-guest-emulator}"

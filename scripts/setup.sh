@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Everything a fresh machine of this kind needs, idempotently: both QEMUs
-# (7.2 from bookworm, 10 from trixie in a private prefix), the test guest
-# (cached by a hash of its recipe), the Kubernetes test binaries, and the npm
-# dependencies.
+# Installs what a job needs, idempotently, in two profiles:
+#   main   what the main job uses: QEMU 7.2 and the host tools, the test guest
+#          (cached by a hash of its recipe), the npm dependencies;
+#   tests  all of main, plus QEMU 10 (trixie, private prefix) and the
+#          Kubernetes test binaries (kube-apiserver, kubectl, etcd, helm built
+#          from the Go module proxy and cached; ~20 minutes the first time).
+# Usage: setup.sh [main|tests]   (default: tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-qemu.sh
+profile="${1:-tests}"
+case "$profile" in
+  main) bash scripts/install-qemu.sh --host-only ;;
+  tests) bash scripts/install-qemu.sh ;;
+  *) printf '[setup] unknown profile %s: use main or tests\n' "$profile" >&2; exit 2 ;;
+esac
 bash test/guest/build.sh
-# kube-apiserver, kubectl, etcd and helm built from the Go module proxy, cached
-# under ~/.cache/hexclave-emulator/tools (the first build takes ~20 minutes).
-bash scripts/k8s/install-apiserver.sh
+[ "$profile" = main ] || bash scripts/k8s/install-apiserver.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

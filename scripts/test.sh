@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
-bash scripts/setup.sh
+bash scripts/setup.sh tests
 npm run typecheck
 npm run lint
 # lib/ for the commands; dist/ is committed and a test checks a fresh build reproduces it.
