@@ -186,11 +186,15 @@ async function restore(
     return { key, cacheKey: cacheKeyOf(key) };
   });
   if (mode === "local") {
-    const found = await openSnapshotStore(config.snapshotDir).lookup(snapshotKey);
-    const note = found
-      ? `hit in ${config.snapshotDir}`
-      : `miss in ${config.snapshotDir} (this job captures one there)`;
-    return { cache: { mode, hit: Boolean(found), note, cacheKey }, snapshotKey, startConfig: config };
+    const found = await openSnapshotStore(config.snapshotDir).usable(snapshotKey);
+    const note =
+      found.state === "usable"
+        ? `hit in ${config.snapshotDir}`
+        : found.state === "unusable"
+          ? `unusable in ${config.snapshotDir} (${found.reason}): this job sets it aside and cold-boots`
+          : `miss in ${config.snapshotDir} (this job captures one there)`;
+    const hit = found.state === "usable";
+    return { cache: { mode, hit, note, cacheKey }, snapshotKey, startConfig: config };
   }
   const outcome: RestoreOutcome = await log.step("cache-restore", () =>
     restoreSnapshot({ snapshotKey, storeRoot: config.snapshotDir, archive, log }),

@@ -9,8 +9,26 @@
 #
 # Cached by a hash of its inputs (this recipe and the package versions):
 # a second run prints the cached path and does nothing else.
-#   --print-path   print the image path (building it if needed)
+#   --print-path        print the image path (building it if needed)
+#   --flavour contract  the guest contract and nothing more: no /sbin/hwclock
+#                       (qemu-ga cannot set the clock), no date, and a
+#                       mount-host-fs without the --path extension
+#                       (flavours/contract/ overlays the rootfs)
 set -euo pipefail
+
+print_path=0; FLAVOUR=full
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --print-path) print_path=1 ;;
+    --flavour) shift; FLAVOUR="${1:-}" ;;
+    *) printf '[test-guest] unknown argument: %s\n' "$1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$FLAVOUR" in
+  full | contract) ;;
+  *) printf '[test-guest] unknown flavour %s: use full or contract\n' "$FLAVOUR" >&2; exit 2 ;;
+esac
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${HEXCLAVE_GUEST_CACHE:-$HOME/.cache/hexclave-emulator/guest}"
@@ -33,11 +51,12 @@ fi
 versions="$(for p in "${PKGS[@]}"; do printf '%s=%s\n' "$p" "$(apt-cache policy "$p" | sed -n 's/ *Candidate: //p')"; done)"
 kpkg="$(apt-cache depends linux-image-amd64 | sed -n 's/ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)"
 recipe_hash="$( { printf '%s\n%s\n' "$versions" "$kpkg"; cd "$HERE" && find . -type f ! -name '*.md' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)"
+[ "$FLAVOUR" = full ] || recipe_hash="$recipe_hash-$FLAVOUR"
 OUT_DIR="$CACHE/$recipe_hash"
 IMAGE="$OUT_DIR/stack-emulator-amd64.qcow2"
 
 if [ -f "$OUT_DIR/.complete" ]; then
-  [ "${1:-}" = --print-path ] && echo "$IMAGE" || log "cached: $IMAGE"
+  [ "$print_path" = 1 ] && echo "$IMAGE" || log "cached: $IMAGE"
   exit 0
 fi
 # One build at a time (test files, benchmarks and CI may ask together).
@@ -45,7 +64,7 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.build.lock"
 flock 9
 if [ -f "$OUT_DIR/.complete" ]; then
-  [ "${1:-}" = --print-path ] && echo "$IMAGE" || log "cached: $IMAGE"
+  [ "$print_path" = 1 ] && echo "$IMAGE" || log "cached: $IMAGE"
   exit 0
 fi
 
@@ -71,6 +90,11 @@ for applet in $("$R/bin/busybox" --list-full); do
 done
 ln -sf /bin/busybox "$R/init"
 cp -a "$HERE/rootfs/." "$R/"
+if [ "$FLAVOUR" != full ]; then
+  cp -a "$HERE/flavours/$FLAVOUR/." "$R/"
+  rm -f "$R/REMOVE"
+  grep -v '^#' "$HERE/flavours/$FLAVOUR/REMOVE" | while read -r p; do [ -z "$p" ] || rm -f "$R$p"; done
+fi
 
 # qemu-ga and the libraries it links (the host runs the same Debian release).
 cp pkg/usr/sbin/qemu-ga "$R/usr/sbin/qemu-ga"
@@ -151,7 +175,7 @@ qemu-img convert -c -f raw -O qcow2 disk.raw "$OUT_DIR.tmp/stack-emulator-amd64.
 touch "$OUT_DIR.tmp/.complete"
 rm -rf "$OUT_DIR"
 mv "$OUT_DIR.tmp" "$OUT_DIR"
-ln -sfn "$recipe_hash" "$CACHE/latest"
+[ "$FLAVOUR" != full ] || ln -sfn "$recipe_hash" "$CACHE/latest"
 log "built $IMAGE ($(du -h "$IMAGE" | cut -f1)) in $((SECONDS - started)) s"
-[ "${1:-}" = --print-path ] && echo "$IMAGE"
+[ "$print_path" = 1 ] && echo "$IMAGE"
 exit 0

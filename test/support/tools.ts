@@ -40,12 +40,18 @@ export function qemuTargets(): QemuTarget[] {
   return chosen;
 }
 
-let guestPath: string | undefined;
-/** The test guest image (built and cached by test/guest/build.sh). */
-export function testGuestImage(): string {
-  guestPath ??= execFileSync("bash", [join(REPO_ROOT, "test/guest/build.sh"), "--print-path"], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-  }).trim();
-  return guestPath;
+const guestPaths = new Map<string, string>();
+/**
+ * The test guest image (built and cached by test/guest/build.sh): the full
+ * flavour, or "contract", which offers the engine the guest contract and
+ * nothing more (no hwclock or date, no mount-host-fs --path).
+ */
+export function testGuestImage(flavour: "full" | "contract" = "full"): string {
+  let path = guestPaths.get(flavour);
+  if (path === undefined) {
+    const args = [join(REPO_ROOT, "test/guest/build.sh"), "--print-path", "--flavour", flavour];
+    path = execFileSync("bash", args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+    guestPaths.set(flavour, path);
+  }
+  return path;
 }

@@ -40,6 +40,7 @@ const parts: SnapshotKeyParts = {
   ramMiB: 512,
   cpus: 1,
   imageDigest: "ab".repeat(32),
+  firmwareDigest: "none",
   layoutHash: "lh",
   strategy: "template",
   hostPorts: { dashboard: 27400, backend: 27401, minio: 27402, inbucket: 27403, mockOauth: 27404 },

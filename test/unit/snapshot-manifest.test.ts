@@ -16,6 +16,7 @@ const keyParts: SnapshotKeyParts = {
   ramMiB: 4096,
   cpus: 2,
   imageDigest: "12".repeat(32),
+  firmwareDigest: "none",
   layoutHash: "lh",
   strategy: "mapped-ram",
   hostPorts: { dashboard: 8101, backend: 8102, minio: 8103, inbucket: 8104, mockOauth: 8105 },

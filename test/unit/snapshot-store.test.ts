@@ -36,6 +36,7 @@ function keyParts(ramMiB = 4096): SnapshotKeyParts {
     ramMiB,
     cpus: 2,
     imageDigest: "ab".repeat(32),
+    firmwareDigest: "none",
     layoutHash: "layout-1",
     strategy: "template",
     hostPorts: { dashboard: 8101, backend: 8102, minio: 8103, inbucket: 8104, mockOauth: 8105 },

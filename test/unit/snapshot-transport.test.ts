@@ -36,6 +36,7 @@ function keyParts(): SnapshotKeyParts {
     ramMiB: 256,
     cpus: 2,
     imageDigest: "12".repeat(32),
+    firmwareDigest: "none",
     layoutHash: "lh",
     strategy: "template",
     hostPorts: { dashboard: 8101, backend: 8102, minio: 8103, inbucket: 8104, mockOauth: 8105 },

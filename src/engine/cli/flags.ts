@@ -31,6 +31,12 @@ export const CONFIG_FLAGS: readonly FlagSpec[] = [
   { flag: "strategy", field: "strategy", help: "auto | template | mapped-ram | stream" },
   { flag: "qemu", field: "qemuBinary", help: "qemu-system binary (or wrapper script)" },
   {
+    flag: "qemu-img",
+    field: "qemuImg",
+    help: "qemu-img binary (default: beside the QEMU binary, else on PATH)",
+  },
+  { flag: "firmware", field: "firmware", help: "arm64 UEFI firmware (.fd) for the virt machine" },
+  {
     flag: "base-env",
     field: "baseEnvFile",
     help: "the app's .env.development, copied into the guest as base.env",

@@ -33,6 +33,8 @@ function describeStart(r: StartResult): string {
     ...Object.entries(r.urls).map(([k, v]) => `  ${k.padEnd(10)} ${v}`),
     `  publishable client key in ${r.publishableKeyFile}`,
   ];
+  for (const s of r.skipped ?? [])
+    lines.push(`  skipped (not offered by this image): ${s.step}: ${s.reason}`);
   if (r.placeholderSecrets)
     lines.push("  WARNING: placeholder secrets are live: do not expose this instance");
   return lines.join("\n");

@@ -130,5 +130,11 @@ export const ENV_VARS: readonly EnvVar[] = [
   ),
   direct("HEXCLAVE_EMULATOR_STRATEGY", "strategy", "snapshot strategy: auto, template, mapped-ram, stream"),
   direct("QEMU_BINARY", "qemuBinary", "explicit qemu-system binary"),
+  direct("QEMU_IMG", "qemuImg", "explicit qemu-img (default: beside the QEMU binary, else on PATH)"),
+  direct(
+    "EMULATOR_FIRMWARE",
+    "firmware",
+    "arm64 UEFI firmware (.fd); default: where Homebrew and Debian put it",
+  ),
   direct("HEXCLAVE_EMULATOR_BASE_ENV_FILE", "baseEnvFile", "the app's .env.development, copied to base.env"),
 ];

@@ -38,6 +38,8 @@ export const FIELD_PATHS = [
   "stopGraceSec",
   "strategy",
   "qemuBinary",
+  "qemuImg",
+  "firmware",
   "baseEnvFile",
 ] as const;
 export type FieldPath = (typeof FIELD_PATHS)[number];
@@ -50,6 +52,8 @@ export const PATH_FIELDS: ReadonlySet<FieldPath> = new Set([
   "runDir",
   "snapshotDir",
   "hostShare.path",
+  "qemuImg",
+  "firmware",
   "baseEnvFile",
 ]);
 
@@ -141,5 +145,7 @@ export const FIELDS: Record<FieldPath, FieldSpec> = {
     example: "/usr/bin/qemu-system-x86_64",
     fromString: text,
   },
+  qemuImg: pathField("/usr/bin/qemu-img"),
+  firmware: pathField("/usr/share/AAVMF/AAVMF_CODE.fd"),
   baseEnvFile: pathField("./.env.development"),
 };

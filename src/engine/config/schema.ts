@@ -93,6 +93,10 @@ export const EmulatorConfig = z
     strategy: z.enum(STRATEGIES),
     /** Explicit qemu-system binary (a path, or a command name looked up on PATH). */
     qemuBinary: cleanString.optional(),
+    /** Explicit qemu-img; unset: beside the QEMU binary, else on PATH. */
+    qemuImg: absolutePath.optional(),
+    /** arm64 UEFI firmware (a raw .fd for virt); unset: found where the seed looks. */
+    firmware: absolutePath.optional(),
     /** The application's base environment (.env.development) copied to base.env; none gives an empty base.env. */
     baseEnvFile: absolutePath.optional(),
   })

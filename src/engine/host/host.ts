@@ -82,14 +82,6 @@ export function chooseAccelerator(
   return { accelerator: "tcg", reason: `no hardware accelerator on ${host.os}` };
 }
 
-/** Where arm64 guests find UEFI firmware (Homebrew, Debian's qemu-efi/AAVMF). */
-export const AARCH64_FIRMWARE_PATHS = [
-  "/opt/homebrew/share/qemu/edk2-aarch64-code.fd",
-  "/usr/share/qemu/edk2-aarch64-code.fd",
-  "/usr/share/AAVMF/AAVMF_CODE.fd",
-  "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
-] as const;
-
 export interface CpuFingerprint {
   vendor: string;
   model: string;

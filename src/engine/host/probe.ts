@@ -28,6 +28,24 @@ export interface QemuProbe {
 
 const PROBE_FORMAT = 2;
 
+/** `name` in each directory of PATH, in order; the first regular file wins. */
+function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    if (isFile(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** The explicit path, else QEMU_BINARY, else the arch's binary on PATH. */
 export function findQemu(arch: Arch, explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
   const name = arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
@@ -42,16 +60,40 @@ export function findQemu(arch: Arch, explicit?: string, env: NodeJS.ProcessEnv =
       });
     }
   }
-  for (const dir of (env.PATH ?? "").split(delimiter)) {
-    const candidate = join(dir, name);
-    try {
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      /* next */
-    }
-  }
+  const found = onPath(name, env);
+  if (found) return found;
   throw new EngineError("QEMU_NOT_FOUND", `${name} was not found on PATH`, {
     hint: "install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86 qemu-utils; macOS: brew install qemu) or set QEMU_BINARY",
+  });
+}
+
+/**
+ * qemu-img for a QEMU binary: the explicit one (QEMU_IMG, --qemu-img) when
+ * set, since a choice wins; else beside the binary (private prefixes and
+ * wrappers ship one); else on PATH. The error names every place looked.
+ */
+export function findQemuImg(
+  qemuBinary: string,
+  explicit?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const looked: string[] = [];
+  if (explicit) {
+    if (isFile(explicit)) return explicit;
+    throw new EngineError("QEMU_IMG_NOT_FOUND", `qemu-img ${explicit} (QEMU_IMG) does not exist`, {
+      hint: "point QEMU_IMG at a qemu-img binary, or unset it to look beside the QEMU binary and on PATH",
+    });
+  }
+  if (qemuBinary.includes("/")) {
+    const sibling = join(qemuBinary, "..", "qemu-img");
+    if (isFile(sibling)) return sibling;
+    looked.push(sibling);
+  }
+  const found = onPath("qemu-img", env);
+  if (found) return found;
+  looked.push("qemu-img on PATH", "QEMU_IMG (not set)");
+  throw new EngineError("QEMU_IMG_NOT_FOUND", `qemu-img was not found (looked at: ${looked.join(", ")})`, {
+    hint: "install qemu-img (Debian/Ubuntu: apt-get install qemu-utils; macOS: brew install qemu), or set QEMU_IMG to its path",
   });
 }
 

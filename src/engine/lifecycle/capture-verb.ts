@@ -30,7 +30,13 @@ export async function captureOnly(
       phases.warn(`killed QEMU pid ${reclaimed}, left running by an interrupted start in ${ctx.paths.dir}`);
     const store = openSnapshotStore(config.snapshotDir);
     const { key, parts } = await keyOf(ctx);
-    if (!config.forceCapture && (await store.lookup(key))) return { key, skipped: true, timings: {} };
+    const found = config.forceCapture ? undefined : await store.usable(key);
+    if (found?.state === "usable") return { key, skipped: true, timings: {} };
+    if (found?.state === "unusable") {
+      // A damaged snapshot is never "already present": set it aside and capture anew.
+      phases.warn(`${found.reason}; quarantining it and capturing a new one`);
+      await store.quarantine(key, found.reason);
+    }
     await capture(ctx, store, key, parts, phases);
     return { key, skipped: false, timings: phases.timings };
   } finally {

@@ -14,7 +14,7 @@ import { forwardedPorts, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
 import { captureState } from "./migrate.js";
 import { writeRuntimeIso, connectAgent } from "./boot.js";
-import { killVm } from "./stop.js";
+import { endVm } from "./stop.js";
 import { ENGINE_VERSION } from "../version.js";
 import { waitForExit } from "../qemu/process.js";
 import { EngineError, describeError } from "../errors.js";
@@ -63,8 +63,7 @@ export async function capture(
         }),
       );
     } finally {
-      vm.qmp.close();
-      await killVm(vm.pid);
+      await endVm(vm, ctx.paths);
     }
   } catch (err) {
     await writer.abort().catch(() => undefined);
@@ -105,8 +104,7 @@ async function bootForCapture(
       );
       return vm;
     } catch (err) {
-      vm.qmp.close();
-      await killVm(vm.pid);
+      await endVm(vm, paths);
       const timedOut = err instanceof EngineError && err.code.includes("TIMEOUT");
       if (attempt >= 2 || !timedOut) throw err;
       phases.warn(`the capture boot did not become ready (${describeError(err)}); retrying once`);

@@ -13,8 +13,17 @@ import {
   type AcceleratorChoice,
   type HostInfo,
 } from "../host/host.js";
-import { findQemu, pickCpuModel, pickMachineType, probeQemu, type QemuProbe } from "../host/probe.js";
+import {
+  findQemu,
+  findQemuImg,
+  pickCpuModel,
+  pickMachineType,
+  probeQemu,
+  type QemuProbe,
+} from "../host/probe.js";
 import type { Strategy } from "../qemu/argv.js";
+import { findFirmware } from "../host/firmware.js";
+import { checkImage } from "../image/check.js";
 import { runPaths, type RunPaths } from "./run-dir.js";
 import { chooseStrategy, supportedStrategies } from "./strategies.js";
 
@@ -28,17 +37,15 @@ export interface EngineContext {
   cpuModel: string;
   cpuFingerprint: string;
   strategy: Strategy;
+  /** arm64 UEFI firmware; undefined on amd64. */
+  firmware: string | undefined;
   paths: RunPaths;
   cacheDir: string;
 }
 
-/** qemu-img beside the QEMU binary (wrappers ship one), else on PATH. */
-function qemuImgFor(binary: string): string {
-  const sibling = join(binary, "..", "qemu-img");
-  return binary.includes("/") ? sibling : "qemu-img";
-}
-
 export async function resolveContext(config: EmulatorConfig): Promise<EngineContext> {
+  // Before any QEMU runs (the probe starts one): a bad image is one clear error.
+  checkImage(config.image, config.arch);
   const host = detectHost();
   const binary = findQemu(config.arch, config.qemuBinary);
   const cacheDir = join(config.home, "cache");
@@ -68,12 +75,13 @@ export async function resolveContext(config: EmulatorConfig): Promise<EngineCont
     config,
     host,
     qemu,
-    qemuImg: qemuImgFor(binary),
+    qemuImg: findQemuImg(binary, config.qemuImg),
     accel,
     machineType: pickMachineType(qemu, config.arch),
     cpuModel,
     cpuFingerprint: cpuFingerprint(accel.accelerator, cpuModel).id,
     strategy: chooseStrategy(config.strategy, qemu),
+    firmware: findFirmware(config.arch, config.firmware, binary),
     paths: runPaths(config.runDir),
     cacheDir,
   };

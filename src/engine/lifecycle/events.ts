@@ -13,8 +13,15 @@ export type EventSink = (event: EngineEvent) => void;
 
 export const silent: EventSink = () => undefined;
 
+/** A step beyond the guest contract that this image did not offer: skipped or degraded, never fatal. */
+export interface SkippedStep {
+  step: string;
+  reason: string;
+}
+
 export class Phases {
   readonly timings: Record<string, number> = {};
+  readonly skipped: SkippedStep[] = [];
   constructor(private readonly sink: EventSink) {}
 
   async run<T>(phase: string, fn: () => Promise<T>): Promise<T> {
@@ -35,5 +42,11 @@ export class Phases {
 
   warn(message: string): void {
     this.sink({ kind: "warn", message });
+  }
+
+  /** Records an optional step the guest did not support, and warns. */
+  skip(step: string, reason: string): void {
+    this.skipped.push({ step, reason });
+    this.warn(`${step}: ${reason}`);
   }
 }

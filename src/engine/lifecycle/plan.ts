@@ -20,6 +20,7 @@ export function planFor(ctx: EngineContext, layout: Layout, disk: DiskChain, ram
     accelerator: ctx.accel.accelerator,
     machineType: ctx.machineType,
     cpuModel: ctx.cpuModel,
+    firmware: ctx.firmware,
     ramMiB: snapshot ? c.snapshotRamMiB : c.ramMiB,
     cpus: snapshot ? c.snapshotCpus : c.cpus,
     disk,

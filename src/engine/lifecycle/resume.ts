@@ -18,8 +18,8 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { isAlive } from "../qemu/process.js";
 import { QmpClosedError } from "../qemu/protocol-errors.js";
-
-export const MOUNT_HOST_FS = "/usr/local/bin/mount-host-fs";
+import { syncGuestClock } from "../guest/clock.js";
+import { mountHostShare } from "../guest/host-share.js";
 
 /** A failure that says the snapshot itself is bad: it is quarantined. */
 export class SnapshotUnusableError extends EngineError {}
@@ -69,11 +69,15 @@ export async function resumeVm(
   return vm;
 }
 
-/** After the guest runs again: agent, clock, host share. */
+/**
+ * After the guest runs again: agent, clock, host share. Fatal here (the
+ * contract's): a silent agent, a failed contract-form mount. Optional (see
+ * guest/clock.ts, guest/host-share.ts): setting the clock, the share's --path.
+ */
 export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: Phases): Promise<GuestAgent> {
   const agent = await phases.run("agent", () => connectAgent(ctx, 30_000));
-  // The guest clock is behind by the snapshot's age.
-  await phases.run("clock", () => agent.setTime(undefined, { timeoutMs: 10_000 }));
+  const clock = await phases.run("clock", () => syncGuestClock(agent));
+  if (clock.method === "none") phases.skip("clock", `the guest clock was not set (${clock.reason})`);
   const share = hostShareOf(ctx);
   if (share) {
     await phases.run("host-share", async () => {
@@ -84,26 +88,11 @@ export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: 
         mount_tag: "hostfs",
         bus: "hostfs-port",
       });
-      const args = share.path === "/" ? ["--post-resume"] : ["--post-resume", "--path", share.path];
-      // The guest binds the hot-plugged device asynchronously: a mount that
-      // comes too early finds no "hostfs" channel (ENOENT). Retry until bound.
-      const deadline = performance.now() + 20_000;
-      let r = await agent.exec(MOUNT_HOST_FS, args, { timeoutMs: 20_000 });
-      while (r.exitCode !== 0 && performance.now() + 50 < deadline) {
-        await delay(50);
-        r = await agent.exec(MOUNT_HOST_FS, args, {
-          timeoutMs: Math.max(1_000, deadline - performance.now()),
-        });
-      }
-      if (r.exitCode !== 0) {
-        throw new EngineError(
-          "HOST_SHARE_FAILED",
-          `mount-host-fs exited with ${r.exitCode}: ${r.stderr.toString().trim()}`,
-          {
-            hint: "the guest could not mount the 9p share; see serial.log",
-          },
-        );
-      }
+      const mounted = await mountHostShare(agent, share.path, {
+        pause: (ms) => delay(ms),
+        now: () => performance.now(),
+      });
+      if (mounted.degraded) phases.skip("host-share-path", mounted.degraded);
     });
   }
   return agent;

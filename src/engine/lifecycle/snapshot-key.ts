@@ -19,6 +19,7 @@ export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
     ramMiB: c.snapshotRamMiB,
     cpus: c.snapshotCpus,
     imageDigest: await imageDigest(c.image, { cacheDir: ctx.cacheDir }),
+    firmwareDigest: ctx.firmware ? await imageDigest(ctx.firmware, { cacheDir: ctx.cacheDir }) : "none",
     layoutHash: layoutHash(plan),
     strategy: ctx.strategy,
     hostPorts: { ...c.ports },

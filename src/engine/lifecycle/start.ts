@@ -7,23 +7,20 @@
 import { describeError, EngineError } from "../errors.js";
 import type { EmulatorConfig } from "../config/index.js";
 import { SERVICE_NAMES, type ServiceName } from "../config/index.js";
-import { openSnapshotStore, type PublishedSnapshot, type SnapshotStore } from "../snapshot/store.js";
+import { openSnapshotStore, type SnapshotStore, type Usability } from "../snapshot/store.js";
 import type { GuestAgent } from "../qemu/qga.js";
 import type { RotatedSecrets } from "../guest/rotation.js";
 import { resolveContext, type EngineContext } from "./context.js";
-import { Phases, silent, type EventSink } from "./events.js";
+import { Phases, silent, type EventSink, type SkippedStep } from "./events.js";
 import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
 import { acquireRunLock } from "./run-lock.js";
 import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
 import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
 import { connectAgent, finishGuest, launchCold } from "./boot.js";
-import { killVm, reclaimRunDir } from "./stop.js";
+import { endVm, reclaimRunDir } from "./stop.js";
 import { whileRunning, type LaunchedVm } from "./launch.js";
-import { rmSync, statSync } from "node:fs";
-import { COMPLETE_FILE } from "../snapshot/manifest.js";
-import { join } from "node:path";
-import { sha256File } from "../snapshot/hash.js";
+import { rmSync } from "node:fs";
 
 export interface StartResult {
   bootMode: "resume" | "cold";
@@ -39,6 +36,8 @@ export interface StartResult {
   /** Where the live publishable client key is (mode 0600). */
   publishableKeyFile: string;
   timings: Record<string, number>;
+  /** Steps beyond the guest contract that this image did not offer (skipped or degraded, with why). */
+  skipped?: SkippedStep[] | undefined;
   totalMs: number;
 }
 
@@ -88,6 +87,7 @@ export async function start(
       urls: urlsOf(config),
       publishableKeyFile: ctx.paths.internalPck,
       timings: phases.timings,
+      skipped: phases.skipped,
       totalMs: Math.round(performance.now() - t0),
     };
     const state: RunState = {
@@ -123,8 +123,10 @@ async function boot(ctx: EngineContext, phases: Phases, secrets?: RotatedSecrets
     const store = openSnapshotStore(config.snapshotDir);
     await store.sweep().catch(() => undefined);
     const { key, parts } = await phases.run("snapshot-key", () => keyOf(ctx));
-    const lookup: Lookup = config.forceCapture ? { state: "absent" } : await findSnapshot(store, key, phases);
-    let snapshot = lookup.state === "ok" ? lookup.snapshot : undefined;
+    const lookup: Usability = config.forceCapture
+      ? { state: "absent" }
+      : await findSnapshot(store, key, phases);
+    let snapshot = lookup.state === "usable" ? lookup.snapshot : undefined;
     let captured = false;
     if (lookup.state === "unusable") {
       // Nothing of a bad snapshot is trusted, and this start does not pay for
@@ -157,10 +159,7 @@ async function boot(ctx: EngineContext, phases: Phases, secrets?: RotatedSecrets
         vm.qmp.close();
         return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
       } catch (err) {
-        if (vm) {
-          vm.qmp.close();
-          await killVm(vm.pid);
-        }
+        if (vm) await endVm(vm, ctx.paths);
         rmSync(ctx.paths.session, { force: true });
         if (err instanceof SnapshotUnusableError) {
           await store.quarantine(key, describeError(err)).catch(() => undefined);
@@ -175,53 +174,14 @@ async function boot(ctx: EngineContext, phases: Phases, secrets?: RotatedSecrets
   return { bootMode: "cold", fallbackReason, captured: false, ...ready };
 }
 
-type Lookup =
-  { state: "absent" } | { state: "unusable"; reason: string } | { state: "ok"; snapshot: PublishedSnapshot };
-
-/**
- * A snapshot is trusted only when its manifest parses and matches the key,
- * every file has its recorded size, and the small files (device state, disk
- * layer) match their checksums. The RAM file is checked by size here and by
- * checksum when restored from a cache (reading GiBs on every start would
- * cost more than the resume). Anything else is quarantined.
- */
-async function findSnapshot(store: SnapshotStore, key: string, phases: Phases): Promise<Lookup> {
-  const found = await store.examine(key);
-  let reason: string | undefined;
-  if (found.state === "invalid") reason = `snapshot ${key} is invalid: ${describeError(found.error)}`;
-  if (found.state !== "published") {
-    if (!reason) return { state: "absent" };
-  } else {
-    const problem = await store.verify(found.snapshot, { deep: false });
-    if (problem) reason = `snapshot ${key} is damaged: ${describeError(problem)}`;
-    else reason = await checkSmallFiles(found.snapshot);
-    if (!reason) return { state: "ok", snapshot: found.snapshot };
+/** The store's verdict; an unusable snapshot is quarantined here, with the reason. */
+async function findSnapshot(store: SnapshotStore, key: string, phases: Phases): Promise<Usability> {
+  const found = await store.usable(key);
+  if (found.state === "unusable") {
+    phases.warn(`${found.reason}; quarantining it`);
+    await store.quarantine(key, found.reason).catch(() => undefined);
   }
-  phases.warn(`${reason}; quarantining it`);
-  await store.quarantine(key, reason).catch(() => undefined);
-  return { state: "unusable", reason };
-}
-
-const SMALL_FILE_BYTES = 256 * 1024 * 1024;
-
-/**
- * Small files are always hashed. RAM (and anything large) is hashed only when
- * it was modified after the snapshot was sealed: every file is fsynced before
- * COMPLETE is written, so a later mtime means someone wrote to it since.
- */
-async function checkSmallFiles(snapshot: PublishedSnapshot): Promise<string | undefined> {
-  const sealedAt = statSync(join(snapshot.dir, COMPLETE_FILE)).mtimeMs;
-  for (const f of snapshot.manifest.files) {
-    const path = join(snapshot.dir, f.name);
-    const small = f.role !== "ram" && f.bytes <= SMALL_FILE_BYTES;
-    if (!small && statSync(path).mtimeMs <= sealedAt) continue;
-    const actual = await sha256File(path);
-    if (actual.sha256 !== f.sha256) {
-      const when = small ? "" : " (it was modified after the snapshot was published)";
-      return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum${when}`;
-    }
-  }
-  return undefined;
+  return found;
 }
 
 /** Cold boot with one retry: a TCG boot with several vCPUs rarely hangs. */
@@ -240,8 +200,7 @@ async function coldBoot(
         finishGuest(ctx, a, phases, ctx.config.readyTimeoutSec, secrets, signal),
       );
     } catch (err) {
-      vm.qmp.close();
-      await killVm(vm.pid);
+      await endVm(vm, ctx.paths);
       if (
         attempt >= 2 ||
         !(err instanceof EngineError && (err.code === "HEALTH_TIMEOUT" || err.code.includes("TIMEOUT")))

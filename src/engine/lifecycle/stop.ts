@@ -5,7 +5,8 @@
  */
 import { GuestAgent } from "../qemu/qga.js";
 import { QmpClient } from "../qemu/qmp.js";
-import { isAlive, readPidFile, signal, waitForExit, type PidRecord } from "../qemu/process.js";
+import { rmSync } from "node:fs";
+import { isAlive, readPidFile, removePidFile, signal, waitForExit, type PidRecord } from "../qemu/process.js";
 import type { RunPaths, RunState } from "./run-dir.js";
 import { clearRuntimeFiles, readState } from "./run-dir.js";
 import type { EventSink } from "./events.js";
@@ -14,6 +15,23 @@ export async function killVm(pid: PidRecord): Promise<void> {
   if (!isAlive(pid)) return;
   signal(pid, "SIGKILL");
   await waitForExit(pid, 10_000);
+}
+
+/**
+ * Ends a VM this process launched and is done with (a capture's, a failed
+ * resume's): closes its monitor, kills it if it still runs, and removes its
+ * pid file and sockets, so nothing stale stays in the run directory. The pid
+ * file is removed only while it still names this VM: the next launch may
+ * already have written its own.
+ */
+export async function endVm(vm: { pid: PidRecord; qmp: { close(): void } }, paths: RunPaths): Promise<void> {
+  vm.qmp.close();
+  await killVm(vm.pid);
+  if (readPidFile(paths.pidFile)?.pid === vm.pid.pid) {
+    removePidFile(paths.pidFile);
+    rmSync(paths.qmpSocket, { force: true });
+    rmSync(paths.qgaSocket, { force: true });
+  }
 }
 
 /**

@@ -25,6 +25,8 @@ export const SnapshotKeyPartsSchema = z.strictObject({
   cpus: z.number().int().positive(),
   /** sha256 hex of the base image's content. */
   imageDigest: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest"),
+  /** sha256 hex of the firmware image (arm64 UEFI), or "none": its ROM is part of the migrated state. */
+  firmwareDigest: z.union([z.literal("none"), z.string().regex(/^[0-9a-f]{64}$/)]),
   /** Hash of the layout-relevant QEMU argv. */
   layoutHash: z.string().min(1),
   strategy: z.enum(["template", "mapped-ram", "stream"]),

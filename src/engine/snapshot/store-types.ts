@@ -17,6 +17,16 @@ export type Examination =
   | { state: "invalid"; error: EngineError }
   | { state: "published"; snapshot: PublishedSnapshot };
 
+/**
+ * The one answer to "may this snapshot be resumed": absent (incomplete
+ * counts as absent: a writer may still be at work), unusable with why (the
+ * caller quarantines it), or usable.
+ */
+export type Usability =
+  | { state: "absent" }
+  | { state: "unusable"; reason: string }
+  | { state: "usable"; snapshot: PublishedSnapshot };
+
 /** Notes the store reports as it works (the engine turns them into events). */
 export type StoreEvent =
   | { type: "lock-broken"; key: string; holder: LockHolder | undefined }

@@ -23,12 +23,14 @@ import { acquireLock, inspectLock, removeStaleLock } from "./lock.js";
 import type { LockHolder } from "./lock.js";
 import { COMPLETE_FILE, MANIFEST_FILE, REASON_FILE, parseManifest } from "./manifest.js";
 import type { SnapshotManifest } from "./manifest.js";
-import type { Examination, PublishedSnapshot, StoreEvent } from "./store-types.js";
+import type { Examination, PublishedSnapshot, StoreEvent, Usability } from "./store-types.js";
+import { describeError } from "../errors.js";
+import { sha256File } from "./hash.js";
 import { verifySnapshotFiles } from "./verify.js";
 import type { SnapshotCorruptError, VerifyOptions } from "./verify.js";
 import { SnapshotWriter } from "./writer.js";
 
-export type { Examination, PublishedSnapshot, StoreEvent } from "./store-types.js";
+export type { Examination, PublishedSnapshot, StoreEvent, Usability } from "./store-types.js";
 
 export interface StoreOptions {
   onEvent?: (e: StoreEvent) => void;
@@ -120,6 +122,32 @@ export class SnapshotStore {
       return invalid(key, "has a manifest.json that was changed after it was published");
     }
     return { state: "published", snapshot: { key, dir, manifest } };
+  }
+
+  /**
+   * Whether `key` may be resumed: its manifest parses and matches the key,
+   * COMPLETE is there, every file has its recorded size, and the small files
+   * (device state, disk layer) match their checksums. RAM and anything large
+   * is hashed only when modified after the snapshot was sealed (every file
+   * is fsynced before COMPLETE is written, so a later mtime means somebody
+   * wrote to it since); reading GiBs on every start would cost more than
+   * the resume. `deep` hashes everything (after a restore from a cache).
+   * Start, capture, the Action and the warm-up all ask this.
+   */
+  async usable(key: string, { deep = false }: { deep?: boolean } = {}): Promise<Usability> {
+    const found = await this.examine(key);
+    if (found.state === "absent" || found.state === "incomplete") return { state: "absent" };
+    if (found.state === "invalid") {
+      return { state: "unusable", reason: `snapshot ${key} is invalid: ${describeError(found.error)}` };
+    }
+    const problem = await this.verify(found.snapshot, { deep });
+    if (problem)
+      return { state: "unusable", reason: `snapshot ${key} is damaged: ${describeError(problem)}` };
+    if (!deep) {
+      const reason = await checkSmallFiles(found.snapshot);
+      if (reason) return { state: "unusable", reason };
+    }
+    return { state: "usable", snapshot: found.snapshot };
   }
 
   /** Sizes (fast) or checksums too (deep): undefined when intact, else SNAPSHOT_CORRUPT naming each file. */
@@ -246,6 +274,23 @@ export class SnapshotStore {
   private emit(e: StoreEvent): void {
     this.options.onEvent?.(e);
   }
+}
+
+const SMALL_FILE_BYTES = 256 * 1024 * 1024;
+
+async function checkSmallFiles(snapshot: PublishedSnapshot): Promise<string | undefined> {
+  const sealedAt = (await stat(join(snapshot.dir, COMPLETE_FILE))).mtimeMs;
+  for (const f of snapshot.manifest.files) {
+    const path = join(snapshot.dir, f.name);
+    const small = f.role !== "ram" && f.bytes <= SMALL_FILE_BYTES;
+    if (!small && (await stat(path)).mtimeMs <= sealedAt) continue;
+    const actual = await sha256File(path);
+    if (actual.sha256 !== f.sha256) {
+      const when = small ? "" : " (it was modified after the snapshot was published)";
+      return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum${when}`;
+    }
+  }
+  return undefined;
 }
 
 export function openSnapshotStore(root: string, options: StoreOptions = {}): SnapshotStore {

@@ -1,0 +1,4 @@
+import { contractGuestScenario } from "./contract-guest.scenario.js";
+import { qemuTargets } from "../support/tools.js";
+
+for (const t of qemuTargets().filter((q) => q.label === "qemu-7.2")) contractGuestScenario(t);
