@@ -32,7 +32,25 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/action/**", "src/controller/**", "test/**", "scripts/**", "bench/**"],
+    files: ["src/controller/**", "test/**", "scripts/**", "bench/**"],
     rules: { "no-restricted-imports": "off" },
+  },
+  {
+    // The edges stand on the engine's public API alone (src/engine/index.ts).
+    files: ["src/action/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/engine/*", "!**/engine/index.js"],
+              message:
+                "an edge imports the engine only through src/engine/index.ts (export what it needs there).",
+            },
+          ],
+        },
+      ],
+    },
   },
 );

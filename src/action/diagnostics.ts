@@ -1,8 +1,6 @@
 /** What the post step prints when the job or the emulator failed: service status and log tails. */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import type { EmulatorConfig } from "../engine/config/index.js";
-import { runPaths } from "../engine/lifecycle/run-dir.js";
-import type { StatusReport } from "../engine/lifecycle/status.js";
+import { runPaths, type EmulatorConfig, type StatusReport } from "../engine/index.js";
 
 /** The last `lines` lines of a file (reading at most its last 256 KiB), or a note that it is missing. */
 export function tail(path: string, lines: number): string {

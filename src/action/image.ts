@@ -9,10 +9,7 @@ import { createHash } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import * as tc from "@actions/tool-cache";
-import { EngineError } from "../engine/errors.js";
-import { releaseAssetUrl } from "../engine/image/pull.js";
-import { sha256File } from "../engine/snapshot/hash.js";
-import type { Arch } from "../engine/config/index.js";
+import { EngineError, releaseAssetUrl, sha256File, type Arch } from "../engine/index.js";
 import type { ImageSpec } from "./inputs.js";
 
 export const IMAGE_TOOL = "hexclave-emulator-image";

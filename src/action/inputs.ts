@@ -5,8 +5,7 @@
  * naming the input, its value, the rule and a valid example.
  */
 import { z } from "zod";
-import { ConfigError } from "../engine/errors.js";
-import { loadConfig, type ConfigOverrides, type FieldPath } from "../engine/config/index.js";
+import { ConfigError, loadConfig, type ConfigOverrides, type FieldPath } from "../engine/index.js";
 
 export const CACHE_MODES = ["actions", "local", "none"] as const;
 export const SAVE_ON = ["default-branch", "always", "never"] as const;

@@ -8,7 +8,7 @@
  * QEMU's call (the engine asks it); this only says what was done and why.
  */
 import { accessSync, constants, existsSync } from "node:fs";
-import { run } from "../engine/exec.js";
+import { run } from "../engine/index.js";
 import { canBeRoot, isRoot } from "./root.js";
 
 export interface KvmReport {

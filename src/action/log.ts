@@ -4,7 +4,7 @@
  * that group. Warnings are annotations. Timings are kept for the summary.
  */
 import * as core from "@actions/core";
-import type { EngineEvent, EventSink } from "../engine/lifecycle/events.js";
+import type { EngineEvent, EventSink } from "../engine/index.js";
 
 export interface LogOut {
   info(message: string): void;

@@ -5,10 +5,7 @@
  * (its version, strategies, KVM) is the engine's probe's call.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { EngineError } from "../engine/errors.js";
-import { findQemu } from "../engine/host/probe.js";
-import type { Arch } from "../engine/config/index.js";
-import { run } from "../engine/exec.js";
+import { EngineError, findQemu, run, type Arch } from "../engine/index.js";
 import { canBeRoot, isRoot } from "./root.js";
 
 export interface QemuChoice {

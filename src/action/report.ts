@@ -4,7 +4,7 @@
  * The publishable key is masked before anything could print it.
  */
 import * as core from "@actions/core";
-import type { StartResult } from "../engine/lifecycle/start.js";
+import type { StartResult } from "../engine/index.js";
 import type { KvmReport } from "./kvm.js";
 
 export interface CacheReport {

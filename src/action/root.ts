@@ -1,5 +1,5 @@
 /** Whether the runner can act as root: it is root, or has password-less sudo. */
-import { run } from "../engine/exec.js";
+import { run } from "../engine/index.js";
 
 export const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 

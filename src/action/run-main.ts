@@ -12,12 +12,14 @@
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import * as core from "@actions/core";
-import { describeError, EngineError } from "../engine/errors.js";
-import type { EmulatorConfig } from "../engine/config/index.js";
-import { resolveContext } from "../engine/lifecycle/context.js";
-import { keyOf } from "../engine/lifecycle/snapshot-key.js";
-import { start } from "../engine/lifecycle/start.js";
-import { openSnapshotStore } from "../engine/snapshot/index.js";
+import {
+  EngineError,
+  describeError,
+  openSnapshotStore,
+  snapshotKeyFor,
+  start,
+  type EmulatorConfig,
+} from "../engine/index.js";
 import { resolveImage } from "./image.js";
 import { readActionInputs, type ActionInputs } from "./inputs.js";
 import { ensureKvm, hostKvmDeps, type KvmDeps } from "./kvm.js";
@@ -111,12 +113,17 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps }: Ctx): Promise<vo
   const base = { config, cache: inputs.cache, saveOn: inputs.saveOn, archive, captured: false };
   saveEmulatorState(state, { ...base, outcome: "starting" });
 
-  const { cache, snapshotKey, startConfig, fallbackReason } = await restore(inputs, config, archive, log);
+  const { cache, snapshotKey, startConfig, fallbackReason, allowCapture } = await restore(
+    inputs,
+    config,
+    archive,
+    log,
+  );
   saveEmulatorState(state, { ...base, outcome: "starting", cacheKey: cache.cacheKey });
 
   let result;
   try {
-    result = await start(startConfig, log.sink);
+    result = await start(startConfig, log.sink, { allowCapture });
   } catch (err) {
     saveEmulatorState(state, { ...base, outcome: "failed", cacheKey: cache.cacheKey });
     throw err;
@@ -158,6 +165,8 @@ interface Restored {
   cache: CacheReport;
   snapshotKey?: string | undefined;
   startConfig: EmulatorConfig;
+  /** False after an unusable cache entry: this job cold-boots instead of capturing. */
+  allowCapture?: boolean | undefined;
   fallbackReason?: string | undefined;
 }
 
@@ -181,7 +190,7 @@ async function restore(
     return { cache: { mode, hit: false, note: "off (cache is none)" }, startConfig: config };
   }
   const { key: snapshotKey, cacheKey } = await log.step("snapshot-key", async () => {
-    const { key } = await keyOf(await resolveContext(config));
+    const key = await snapshotKeyFor(config);
     log.info(`snapshot key ${key}`);
     return { key, cacheKey: cacheKeyOf(key) };
   });
@@ -238,7 +247,8 @@ async function restore(
       return {
         cache: { mode, hit: true, note: `hit, but unusable: ${outcome.reason}`, cacheKey },
         snapshotKey,
-        startConfig: { ...config, snapshot: "never" },
+        startConfig: config,
+        allowCapture: false,
         fallbackReason: `${outcome.reason}; cold boot without capture`,
       };
   }

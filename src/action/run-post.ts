@@ -5,10 +5,7 @@
  * force or a cache that does not answer are warnings.
  */
 import * as core from "@actions/core";
-import { describeError } from "../engine/errors.js";
-import { runPaths } from "../engine/lifecycle/run-dir.js";
-import { status, type StatusReport } from "../engine/lifecycle/status.js";
-import { stopVm } from "../engine/lifecycle/stop.js";
+import { describeError, runPaths, status, stopVm, type StatusReport } from "../engine/index.js";
 import { diagnostics } from "./diagnostics.js";
 import { PhaseLog } from "./log.js";
 import { saveDecision } from "./save-policy.js";

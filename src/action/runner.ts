@@ -11,7 +11,7 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, type ConfigOverrides, type EmulatorConfig } from "../engine/config/index.js";
+import { loadConfig, type ConfigOverrides, type EmulatorConfig } from "../engine/index.js";
 import { OVERRIDE_NAMES, type ActionInputs } from "./inputs.js";
 
 export interface RunnerDirs {

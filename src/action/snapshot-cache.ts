@@ -14,8 +14,7 @@
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as cache from "@actions/cache";
-import { describeError } from "../engine/errors.js";
-import { openSnapshotStore, packSnapshot, unpackSnapshot } from "../engine/snapshot/index.js";
+import { describeError, openSnapshotStore, packSnapshot, unpackSnapshot } from "../engine/index.js";
 
 /** Bump when the archive's meaning changes in a way the engine's key does not capture. */
 export const CACHE_KEY_PREFIX = "hexclave-emulator-v1-";

@@ -6,7 +6,7 @@
  */
 import * as core from "@actions/core";
 import { z } from "zod";
-import { EmulatorConfig } from "../engine/config/index.js";
+import { EmulatorConfig } from "../engine/index.js";
 import { CACHE_MODES, SAVE_ON } from "./inputs.js";
 
 export interface StateProvider {

@@ -2,7 +2,8 @@
 import { imageDigest } from "../snapshot/image-digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey, type SnapshotKeyParts } from "../snapshot/key.js";
 import { layoutHash } from "../qemu/argv.js";
-import type { EngineContext } from "./context.js";
+import { resolveContext, type EngineContext } from "./context.js";
+import type { EmulatorConfig } from "../config/index.js";
 import { planFor } from "./plan.js";
 
 export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
@@ -30,4 +31,12 @@ export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
 export async function keyOf(ctx: EngineContext): Promise<{ key: string; parts: SnapshotKeyParts }> {
   const parts = await keyParts(ctx);
   return { key: snapshotKey(parts), parts };
+}
+
+/**
+ * The snapshot key a start with this config would use on this host, without
+ * starting anything (the Action keys its cache entry with it).
+ */
+export async function snapshotKeyFor(config: EmulatorConfig): Promise<string> {
+  return (await keyOf(await resolveContext(config))).key;
 }

@@ -16,6 +16,7 @@ import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
 import { acquireRunLock } from "./run-lock.js";
 import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
+import { afterSnapshotFailure, needsLookup, planBoot, type BootInput } from "./boot-plan.js";
 import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
 import { connectAgent, finishGuest, launchCold } from "./boot.js";
 import { endVm, reclaimRunDir } from "./stop.js";
@@ -49,6 +50,12 @@ export interface StartOptions {
    * generates fresh ones. Ignored when rotation is off.
    */
   secrets?: RotatedSecrets | undefined;
+  /**
+   * Whether this start may capture a missing snapshot (default true). The
+   * Action says false after a cache entry turned out unusable: that job
+   * cold-boots rather than pay for a capture it would not save.
+   */
+  allowCapture?: boolean | undefined;
 }
 
 export async function start(
@@ -78,7 +85,7 @@ export async function start(
     phases.info(
       `QEMU ${ctx.qemu.versionString}, ${ctx.accel.accelerator} (${ctx.accel.reason}), ${ctx.machineType}`,
     );
-    const outcome = await boot(ctx, phases, options.secrets);
+    const outcome = await boot(ctx, phases, options);
     const result: StartResult = {
       ...outcome,
       qemuVersion: ctx.qemu.versionString,
@@ -116,62 +123,69 @@ type Outcome = Pick<
   "bootMode" | "fallbackReason" | "snapshotKey" | "strategy" | "captured" | "placeholderSecrets"
 >;
 
-async function boot(ctx: EngineContext, phases: Phases, secrets?: RotatedSecrets): Promise<Outcome> {
+async function boot(ctx: EngineContext, phases: Phases, options: StartOptions): Promise<Outcome> {
   const { config } = ctx;
-  let fallbackReason: string | undefined;
-  if (config.snapshot !== "never") {
-    const store = openSnapshotStore(config.snapshotDir);
-    await store.sweep().catch(() => undefined);
-    const { key, parts } = await phases.run("snapshot-key", () => keyOf(ctx));
-    const lookup: Usability = config.forceCapture
-      ? { state: "absent" }
-      : await findSnapshot(store, key, phases);
-    let snapshot = lookup.state === "usable" ? lookup.snapshot : undefined;
-    let captured = false;
-    if (lookup.state === "unusable") {
-      // Nothing of a bad snapshot is trusted, and this start does not pay for
-      // a new capture: it cold-boots; the next start captures afresh.
-      if (config.snapshot === "required") {
-        throw new EngineError("SNAPSHOT_UNUSABLE", lookup.reason, {
-          hint: "run hexclave-emulator capture, or use snapshot=auto",
-        });
-      }
-      fallbackReason = lookup.reason;
-    } else if (!snapshot) {
-      try {
-        phases.info(`no snapshot for ${key}: capturing one (cold boot, then migrate)`);
-        snapshot = await capture(ctx, store, key, parts, phases);
-        captured = true;
-      } catch (err) {
-        if (config.snapshot === "required") throw err;
-        fallbackReason = `capture failed: ${describeError(err)}`;
-      }
+  const secrets = options.secrets;
+  const input: BootInput = {
+    mode: config.snapshot,
+    forceCapture: config.forceCapture,
+    allowCapture: options.allowCapture ?? true,
+  };
+  // Snapshots off: nothing to look up, a plain cold boot.
+  if (!needsLookup(config.snapshot)) return coldOutcome(ctx, phases, secrets, {});
+  const store = openSnapshotStore(config.snapshotDir);
+  await store.sweep().catch(() => undefined);
+  const { key, parts } = await phases.run("snapshot-key", () => keyOf(ctx));
+  const found = config.forceCapture ? undefined : await findSnapshot(store, key, phases);
+  const plan = planBoot({ ...input, found });
+  if (plan.kind === "refuse") throw new EngineError(plan.code, plan.message, { hint: plan.hint });
+  if (plan.kind === "cold") return coldOutcome(ctx, phases, secrets, plan);
+
+  let snapshot = found?.state === "usable" ? found.snapshot : undefined;
+  let captured = false;
+  if (plan.kind === "capture-then-resume") {
+    try {
+      phases.info(`no snapshot for ${key}: capturing one (cold boot, then migrate)`);
+      snapshot = await capture(ctx, store, key, parts, phases);
+      captured = true;
+    } catch (err) {
+      const next = afterSnapshotFailure(config.snapshot, "capture", describeError(err));
+      if (next.kind === "fail") throw err;
+      return coldOutcome(ctx, phases, secrets, next);
     }
-    if (snapshot) {
-      let vm: LaunchedVm | undefined;
-      try {
-        vm = await resumeVm(ctx, snapshot, phases);
-        const resumed = vm;
-        const agent = await reattachGuest(ctx, vm, phases);
-        const ready = await whileRunning(resumed, ctx.paths, "the resumed guest's setup", (signal) =>
-          finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec, secrets, signal),
-        ).finally(() => agent.close());
-        vm.qmp.close();
-        return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
-      } catch (err) {
-        if (vm) await endVm(vm, ctx.paths);
-        rmSync(ctx.paths.session, { force: true });
-        if (err instanceof SnapshotUnusableError) {
-          await store.quarantine(key, describeError(err)).catch(() => undefined);
-        }
-        if (config.snapshot === "required") throw err;
-        fallbackReason = `resume failed: ${describeError(err)}`;
-      }
-    }
-    if (fallbackReason) phases.warn(`${fallbackReason}; falling back to a cold boot`);
   }
+  if (!snapshot) throw new Error("boot: a resume plan without a snapshot");
+  let vm: LaunchedVm | undefined;
+  try {
+    vm = await resumeVm(ctx, snapshot, phases);
+    const resumed = vm;
+    const agent = await reattachGuest(ctx, vm, phases);
+    const ready = await whileRunning(resumed, ctx.paths, "the resumed guest's setup", (signal) =>
+      finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec, secrets, signal),
+    ).finally(() => agent.close());
+    vm.qmp.close();
+    return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
+  } catch (err) {
+    if (vm) await endVm(vm, ctx.paths);
+    rmSync(ctx.paths.session, { force: true });
+    if (err instanceof SnapshotUnusableError) {
+      await store.quarantine(key, describeError(err)).catch(() => undefined);
+    }
+    const next = afterSnapshotFailure(config.snapshot, "resume", describeError(err));
+    if (next.kind === "fail") throw err;
+    return coldOutcome(ctx, phases, secrets, next);
+  }
+}
+
+async function coldOutcome(
+  ctx: EngineContext,
+  phases: Phases,
+  secrets: RotatedSecrets | undefined,
+  plan: { reason?: string | undefined },
+): Promise<Outcome> {
+  if (plan.reason) phases.warn(`${plan.reason}; falling back to a cold boot`);
   const ready = await coldBoot(ctx, phases, secrets);
-  return { bootMode: "cold", fallbackReason, captured: false, ...ready };
+  return { bootMode: "cold", fallbackReason: plan.reason, captured: false, ...ready };
 }
 
 /** The store's verdict; an unusable snapshot is quarantined here, with the reason. */

@@ -26,6 +26,7 @@ export type {
   StoreListing,
   StoreOptions,
   SweepReport,
+  Usability,
 } from "./store.js";
 export { SnapshotWriter } from "./writer.js";
 export type { ManifestDraft, PublishInput } from "./writer.js";

@@ -1,0 +1,55 @@
+/**
+ * The engine's public API: the only engine module the edges (the Action, the
+ * Kubernetes controller and agent, the benchmark) import; package.json
+ * `exports` names it, and a lint rule refuses a deep import from an edge.
+ * What is not here is the engine's own business and may change freely.
+ */
+
+// Lifecycle verbs.
+export { start, type StartOptions, type StartResult } from "./lifecycle/start.js";
+export { stopVm } from "./lifecycle/stop.js";
+export { status, type StatusReport } from "./lifecycle/status.js";
+export { captureOnly } from "./lifecycle/capture-verb.js";
+export { pullImage, releaseAssetUrl, DEFAULT_RELEASE_BASE, type PullResult } from "./image/pull.js";
+
+// Config.
+export {
+  loadConfig,
+  ARCHES,
+  SERVICE_NAMES,
+  SNAPSHOT_MODES,
+  type Arch,
+  type ConfigOverrides,
+  EmulatorConfig,
+  type FieldPath,
+  type ServiceName,
+} from "./config/index.js";
+export { DEFAULTS } from "./config/defaults.js";
+
+// Events and errors.
+export { Phases, silent, type EngineEvent, type EventSink, type SkippedStep } from "./lifecycle/events.js";
+export { ConfigError, EngineError, TimeoutError, describeError } from "./errors.js";
+
+// The snapshot key and store, and moving snapshots between machines.
+export { snapshotKeyFor } from "./lifecycle/snapshot-key.js";
+export {
+  openSnapshotStore,
+  packSnapshot,
+  unpackSnapshot,
+  type PublishedSnapshot,
+  type SnapshotStore,
+  type Usability,
+} from "./snapshot/index.js";
+export { sha256File } from "./snapshot/hash.js";
+
+// The run directory of an emulator, and its QEMU process.
+export { runPaths, type RunPaths } from "./lifecycle/run-dir.js";
+export { isAlive, readPidFile, type PidRecord } from "./qemu/process.js";
+
+// The host: QEMU discovery, and running a host command (the engine's one spawn site).
+export { findQemu } from "./host/probe.js";
+export { run, CommandError, type RunOptions } from "./exec.js";
+
+// The guest contract's pieces an edge checks itself.
+export { checkOnce, probeHost, servicesFor } from "./guest/health.js";
+export { checkSecrets, type RotatedSecrets } from "./guest/rotation.js";
