@@ -1,6 +1,6 @@
 /** Waiting for the guest's services: poll every service concurrently until all are healthy. */
 import { performance } from "node:perf_hooks";
-import { EngineError } from "../errors.js";
+import { TimeoutError } from "../errors.js";
 import { DEFAULT_PROBE_TIMEOUT_MS, endpointOf, probe } from "./services.js";
 import type { GuestService } from "./services.js";
 
@@ -54,7 +54,7 @@ export interface HealthReport {
   services: ServiceTiming[];
 }
 
-export class HealthTimeoutError extends EngineError {
+export class HealthTimeoutError extends TimeoutError {
   readonly failing: readonly ServiceStatus[];
   readonly timeoutMs: number;
   constructor(timeoutMs: number, failing: readonly ServiceStatus[], total: number, hint?: string) {

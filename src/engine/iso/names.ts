@@ -1,4 +1,4 @@
-import { EngineError } from "../errors.js";
+import { EngineError, type ErrorCode } from "../errors.js";
 
 /**
  * Identifier rules for the two directory trees. The primary tree uses ECMA-119
@@ -20,7 +20,7 @@ const JOLIET_FORBIDDEN = new Set(["*", "/", ":", ";", "?", "\\"]);
 const forbiddenInJoliet = (name: string) =>
   Array.from(name).some((c) => c.charCodeAt(0) < 0x20 || JOLIET_FORBIDDEN.has(c));
 
-function invalid(code: string, message: string, hint: string): EngineError {
+function invalid(code: ErrorCode, message: string, hint: string): EngineError {
   return new EngineError(code, message, { hint });
 }
 

@@ -17,7 +17,7 @@ import { writeRuntimeIso, connectAgent } from "./boot.js";
 import { endVm } from "./stop.js";
 import { ENGINE_VERSION } from "../version.js";
 import { waitForExit } from "../qemu/process.js";
-import { EngineError, describeError } from "../errors.js";
+import { EngineError, TimeoutError, describeError } from "../errors.js";
 import { rmSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { QemuPlan } from "../qemu/argv.js";
@@ -51,7 +51,7 @@ export async function capture(
         // Polls the pid: the child is unref'd, so awaiting its exit event
         // alone would let Node's event loop drain and exit here.
         if (!(await waitForExit(vm.pid, 30_000)))
-          throw new EngineError("QEMU_QUIT_TIMEOUT", "QEMU did not exit after quit");
+          throw new TimeoutError("QEMU_QUIT_TIMEOUT", "QEMU did not exit within 30 s of quit");
       });
       const timings = Object.fromEntries(
         Object.entries(phases.timings).filter(([k, v]) => v !== started[k] && k.startsWith("capture")),
@@ -105,7 +105,7 @@ async function bootForCapture(
       return vm;
     } catch (err) {
       await endVm(vm, paths);
-      const timedOut = err instanceof EngineError && err.code.includes("TIMEOUT");
+      const timedOut = err instanceof TimeoutError;
       if (attempt >= 2 || !timedOut) throw err;
       phases.warn(`the capture boot did not become ready (${describeError(err)}); retrying once`);
     }

@@ -99,7 +99,9 @@ export async function launchVm(
       ]);
       if (early) throw early;
     }
-    if (!(err instanceof EngineError && err.code.startsWith("QEMU_"))) {
+    // Kill a QEMU that still runs (a monitor that timed out or spoke
+    // nonsense); one that exited (a launch failure) needs nothing.
+    if (!(err instanceof QemuLaunchError || err instanceof PortInUseError)) {
       try {
         process.kill(proc.pid, "SIGKILL");
       } catch {

@@ -3,7 +3,7 @@
  * sleeps): capture stops the guest, migrates its state out and quits;
  * resume migrates it in and continues.
  */
-import { EngineError } from "../errors.js";
+import { EngineError, TimeoutError } from "../errors.js";
 import type { QmpClient } from "../qemu/qmp.js";
 import { QmpTimeoutError } from "../qemu/protocol-errors.js";
 import type { MigrationSpec } from "./strategies.js";
@@ -61,14 +61,10 @@ export async function captureState(qmp: QmpClient, spec: MigrationSpec, timeoutM
     // A destination that stopped reading (a full pipe, a hung disk): cancel,
     // so QEMU is left stopped but sane, and say what happened.
     await qmp.execute("migrate_cancel", undefined, { timeoutMs: 5_000 }).catch(() => undefined);
-    throw new MigrationError(
-      "MIGRATION_TIMEOUT",
-      `capture migration did not complete within ${timeoutMs} ms`,
-      {
-        hint: "the snapshot destination stopped taking data (full or hung disk?); it was cancelled",
-        cause: err,
-      },
-    );
+    throw new TimeoutError("MIGRATION_TIMEOUT", `capture migration did not complete within ${timeoutMs} ms`, {
+      hint: "the snapshot destination stopped taking data (full or hung disk?); it was cancelled",
+      cause: err,
+    });
   }
 }
 

@@ -4,7 +4,7 @@
  * whenever the snapshot path fails, stop, discard the session and cold-boot,
  * and say which path ran and why.
  */
-import { describeError, EngineError } from "../errors.js";
+import { describeError, EngineError, TimeoutError } from "../errors.js";
 import type { EmulatorConfig } from "../config/index.js";
 import { SERVICE_NAMES, type ServiceName } from "../config/index.js";
 import { openSnapshotStore, type SnapshotStore, type Usability } from "../snapshot/store.js";
@@ -215,12 +215,7 @@ async function coldBoot(
       );
     } catch (err) {
       await endVm(vm, ctx.paths);
-      if (
-        attempt >= 2 ||
-        !(err instanceof EngineError && (err.code === "HEALTH_TIMEOUT" || err.code.includes("TIMEOUT")))
-      ) {
-        throw err;
-      }
+      if (attempt >= 2 || !(err instanceof TimeoutError)) throw err;
       phases.warn(`cold boot did not become healthy (${describeError(err)}); retrying once`);
     } finally {
       agent?.close();
