@@ -1,7 +1,8 @@
 /**
- * The engine's one place that starts processes (QEMU, qemu-img, zstd, …).
- * Short commands go through execa; QEMU is started detached so it outlives
- * the command that launched it (the CLI exits, the Action step ends).
+ * Where the engine starts processes: short commands (qemu-img, perl, …)
+ * through `run`, QEMU through `spawnDetached` so it outlives the command that
+ * launched it (the CLI exits, the Action step ends). The one exception is
+ * snapshot/zstd.ts, whose zstd subprocesses stream GiBs through pipes.
  */
 import { spawn } from "node:child_process";
 import { openSync, closeSync } from "node:fs";

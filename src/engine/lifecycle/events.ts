@@ -1,7 +1,8 @@
 /**
  * Every phase of a lifecycle emits typed events: the CLI prints them, the
- * Action folds them into log groups and the job summary, the controller
- * writes them to status. Phase timings are collected here too.
+ * Action folds them into log groups and the job summary, the Kubernetes
+ * agent logs them (its report's timings reach the Emulator's status).
+ * Phase timings and skipped optional steps are collected here too.
  */
 export type EngineEvent =
   | { kind: "phase-start"; phase: string }

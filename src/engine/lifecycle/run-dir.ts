@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 
 /** Linux limits a unix socket path to 108 bytes (104 on macOS), NUL included. */
 const SOCKET_PATH_LIMIT = 100;
@@ -56,20 +57,25 @@ export function ensureRunDir(paths: RunPaths): void {
   }
 }
 
-export interface RunState {
-  bootMode: "resume" | "cold";
-  layout: "cold" | "resume";
-  snapshotKey?: string | undefined;
-  fallbackReason?: string | undefined;
-  qemuBinary: string;
-  qemuVersion: string;
-  accelerator: string;
-  bindAddress: string;
-  ports: Record<string, number>;
-  placeholderSecrets: boolean;
-  startedAt: string;
-  timings: Record<string, number>;
-}
+/** state.json: what a finished start wrote. Validated on read: it decides whether a QEMU is killed. */
+const RunStateSchema = z.object({
+  bootMode: z.enum(["resume", "cold"]),
+  layout: z.enum(["cold", "resume"]),
+  snapshotKey: z.string().optional(),
+  fallbackReason: z.string().optional(),
+  qemuBinary: z.string(),
+  qemuVersion: z.string(),
+  accelerator: z.string(),
+  bindAddress: z.string(),
+  ports: z.record(z.string(), z.number().int()),
+  placeholderSecrets: z.boolean(),
+  startedAt: z.string().refine((s) => Number.isFinite(Date.parse(s)), "must be an ISO date"),
+  timings: z.record(z.string(), z.number()),
+});
+export type RunState = z.infer<typeof RunStateSchema>;
+
+export type StateFile =
+  { state: "absent" } | { state: "invalid"; reason: string } | { state: "ok"; value: RunState };
 
 export function writeState(paths: RunPaths, state: RunState): void {
   const tmp = `${paths.state}.tmp`;
@@ -77,12 +83,34 @@ export function writeState(paths: RunPaths, state: RunState): void {
   renameSync(tmp, paths.state);
 }
 
-export function readState(paths: RunPaths): RunState | undefined {
+export function readStateFile(paths: RunPaths): StateFile {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(paths.state, "utf8")) as RunState;
-  } catch {
-    return undefined;
+    text = readFileSync(paths.state, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "absent" };
+    return { state: "invalid", reason: (err as Error).message };
   }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { state: "invalid", reason: `not JSON (${(err as Error).message})` };
+  }
+  const parsed = RunStateSchema.safeParse(json);
+  if (!parsed.success) {
+    return {
+      state: "invalid",
+      reason: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "),
+    };
+  }
+  return { state: "ok", value: parsed.data };
+}
+
+/** The state of a finished start, or undefined when there is none or it cannot be trusted. */
+export function readState(paths: RunPaths): RunState | undefined {
+  const f = readStateFile(paths);
+  return f.state === "ok" ? f.value : undefined;
 }
 
 /** What a stopped emulator leaves behind is removed; the overlay and ISO stay. */

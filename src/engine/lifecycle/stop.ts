@@ -8,7 +8,8 @@ import { QmpClient } from "../qemu/qmp.js";
 import { rmSync } from "node:fs";
 import { isAlive, readPidFile, removePidFile, signal, waitForExit, type PidRecord } from "../qemu/process.js";
 import type { RunPaths, RunState } from "./run-dir.js";
-import { clearRuntimeFiles, readState } from "./run-dir.js";
+import { clearRuntimeFiles, readStateFile } from "./run-dir.js";
+import { EngineError } from "../errors.js";
 import type { EventSink } from "./events.js";
 
 export async function killVm(pid: PidRecord): Promise<void> {
@@ -58,7 +59,16 @@ export async function reclaimRunDir(
 ): Promise<number | undefined> {
   const pid = readPidFile(paths.pidFile);
   if (!pid || !isAlive(pid)) return undefined;
-  if (!leftByInterruptedStart(pid, readState(paths))) throw running(pid.pid);
+  const state = readStateFile(paths);
+  if (state.state === "invalid") {
+    // Unreadable is not "never written": the QEMU may be a healthy emulator.
+    throw new EngineError(
+      "RUN_STATE_INVALID",
+      `${paths.state} cannot be trusted (${state.reason}); QEMU pid ${pid.pid} runs from ${paths.dir} and is left alone`,
+      { hint: "stop it with hexclave-emulator stop, then start again" },
+    );
+  }
+  if (!leftByInterruptedStart(pid, state.state === "ok" ? state.value : undefined)) throw running(pid.pid);
   await killVm(pid);
   clearRuntimeFiles(paths);
   return pid.pid;
