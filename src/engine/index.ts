@@ -10,6 +10,7 @@ export { start, type StartOptions, type StartResult } from "./lifecycle/start.js
 export { stopVm } from "./lifecycle/stop.js";
 export { status, type StatusReport } from "./lifecycle/status.js";
 export { captureOnly } from "./lifecycle/capture-verb.js";
+export { realDeps, type EngineDeps } from "./lifecycle/deps.js";
 export { pullImage, releaseAssetUrl, DEFAULT_RELEASE_BASE, type PullResult } from "./image/pull.js";
 
 // Config.

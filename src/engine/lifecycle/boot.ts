@@ -4,10 +4,10 @@ import { runtimeEnv } from "../config/index.js";
 import { writeIso, runtimeConfigIsoSpec } from "../iso/index.js";
 import { GuestAgent } from "../qemu/qga.js";
 import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
-import { rotateSecrets, writeSecretFile, PLACEHOLDER_PCK, type RotatedSecrets } from "../guest/rotation.js";
+import { writeSecretFile, PLACEHOLDER_PCK, type RotatedSecrets } from "../guest/rotation.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
-import { assertPortsFree, launchVm, type LaunchedVm } from "./launch.js";
+import type { LaunchedVm } from "./launch.js";
 import { baseFingerprint, createOverlay, readFingerprint, virtualSize } from "./disks.js";
 import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
 import { existsSync } from "node:fs";
@@ -48,8 +48,8 @@ export async function launchCold(ctx: EngineContext, phases: Phases): Promise<La
     writeFileSync(paths.sessionFingerprint, fp, { mode: 0o600 });
   }
   await writeRuntimeIso(ctx, vmDirHost(ctx));
-  await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
-  return launchVm(
+  await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
+  return ctx.deps.launch(
     ctx.qemu.binary,
     planFor(ctx, "cold", { base: config.image, session: paths.session }),
     paths,
@@ -79,7 +79,7 @@ export async function finishGuest(
   let freshSince: number | undefined;
   if (ctx.config.rotation) {
     freshSince = Date.now();
-    await phases.run("rotation", () => rotateSecrets(agent, ctx.paths.internalPck, 60_000, secrets));
+    await phases.run("rotation", () => ctx.deps.rotate(agent, ctx.paths.internalPck, 60_000, secrets));
   } else {
     placeholderSecrets = true;
     phases.warn(

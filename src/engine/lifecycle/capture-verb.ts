@@ -9,13 +9,15 @@ import { ensureRunDir } from "./run-dir.js";
 import { acquireRunLock } from "./run-lock.js";
 import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
+import type { EngineDeps } from "./deps.js";
 
 export async function captureOnly(
   config: EmulatorConfig,
   sink: EventSink,
+  deps: Partial<EngineDeps> = {},
 ): Promise<{ key: string; skipped: boolean; timings: Record<string, number> }> {
   const phases = new Phases(sink);
-  const ctx = await resolveContext(config);
+  const ctx = await resolveContext(config, deps);
   ensureRunDir(ctx.paths);
   const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
   try {

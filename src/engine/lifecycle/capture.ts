@@ -8,7 +8,7 @@ import type { SnapshotKeyParts } from "../snapshot/key.js";
 import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
-import { assertPortsFree, launchVm, whileRunning } from "./launch.js";
+import { whileRunning } from "./launch.js";
 import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
 import { forwardedPorts, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
@@ -86,8 +86,8 @@ async function bootForCapture(
   for (let attempt = 1; ; attempt++) {
     await createOverlay(ctx.qemuImg, layer, config.image, await virtualSize(ctx.qemuImg, config.image));
     if (plan.ramFile) rmSync(plan.ramFile, { force: true });
-    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
-    const vm = await phases.run("capture-boot", () => launchVm(ctx.qemu.binary, plan, paths));
+    await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
+    const vm = await phases.run("capture-boot", () => ctx.deps.launch(ctx.qemu.binary, plan, paths));
     try {
       await phases.run("capture-ready", () =>
         whileRunning(vm, paths, "the capture boot", async (signal) => {

@@ -23,6 +23,7 @@ import {
 } from "../host/probe.js";
 import type { Strategy } from "../qemu/argv.js";
 import { findFirmware } from "../host/firmware.js";
+import { withDeps, type EngineDeps } from "./deps.js";
 import { checkImage } from "../image/check.js";
 import { runPaths, type RunPaths } from "./run-dir.js";
 import { chooseStrategy, supportedStrategies } from "./strategies.js";
@@ -41,9 +42,14 @@ export interface EngineContext {
   firmware: string | undefined;
   paths: RunPaths;
   cacheDir: string;
+  /** The effects the lifecycle has on the world (real unless a caller gave its own). */
+  deps: EngineDeps;
 }
 
-export async function resolveContext(config: EmulatorConfig): Promise<EngineContext> {
+export async function resolveContext(
+  config: EmulatorConfig,
+  deps: Partial<EngineDeps> = {},
+): Promise<EngineContext> {
   // Before any QEMU runs (the probe starts one): a bad image is one clear error.
   checkImage(config.image, config.arch);
   const host = detectHost();
@@ -84,5 +90,6 @@ export async function resolveContext(config: EmulatorConfig): Promise<EngineCont
     firmware: findFirmware(config.arch, config.firmware, binary),
     paths: runPaths(config.runDir),
     cacheDir,
+    deps: withDeps(deps),
   };
 }

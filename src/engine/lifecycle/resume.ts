@@ -8,7 +8,7 @@ import type { GuestAgent } from "../qemu/qga.js";
 import { EngineError } from "../errors.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
-import { assertPortsFree, launchVm, type LaunchedVm } from "./launch.js";
+import type { LaunchedVm } from "./launch.js";
 import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
 import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
@@ -18,7 +18,6 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { isAlive } from "../qemu/process.js";
 import { QmpClosedError } from "../qemu/protocol-errors.js";
-import { syncGuestClock } from "../guest/clock.js";
 import { mountHostShare } from "../guest/host-share.js";
 
 /** A failure that says the snapshot itself is bad: it is quarantined. */
@@ -40,11 +39,11 @@ export async function resumeVm(
     await createOverlay(ctx.qemuImg, paths.session, layer, await virtualSize(ctx.qemuImg, config.image));
     ensurePhantoms(paths.phantoms);
     await writeRuntimeIso(ctx, vmDirHost(ctx));
-    await assertPortsFree(config.bindAddress, forwardedPorts(ctx));
+    await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
   });
   const ramFile = ctx.strategy === "template" ? join(snapshot.dir, SNAPSHOT_FILES.ram) : undefined;
   const plan = planFor(ctx, "resume", { base: config.image, layer, session: paths.session }, ramFile);
-  const vm = await phases.run("resume-launch", () => launchVm(ctx.qemu.binary, plan, paths));
+  const vm = await phases.run("resume-launch", () => ctx.deps.launch(ctx.qemu.binary, plan, paths));
   const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
   try {
     await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000));
@@ -76,7 +75,7 @@ export async function resumeVm(
  */
 export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: Phases): Promise<GuestAgent> {
   const agent = await phases.run("agent", () => connectAgent(ctx, 30_000));
-  const clock = await phases.run("clock", () => syncGuestClock(agent));
+  const clock = await phases.run("clock", () => ctx.deps.syncClock(agent));
   if (clock.method === "none") phases.skip("clock", `the guest clock was not set (${clock.reason})`);
   const share = hostShareOf(ctx);
   if (share) {
@@ -88,10 +87,7 @@ export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: 
         mount_tag: "hostfs",
         bus: "hostfs-port",
       });
-      const mounted = await mountHostShare(agent, share.path, {
-        pause: (ms) => delay(ms),
-        now: () => performance.now(),
-      });
+      const mounted = await mountHostShare(agent, share.path, ctx.deps);
       if (mounted.degraded) phases.skip("host-share-path", mounted.degraded);
     });
   }

@@ -16,6 +16,7 @@ import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
 import { acquireRunLock } from "./run-lock.js";
 import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
+import type { EngineDeps } from "./deps.js";
 import { afterSnapshotFailure, needsLookup, planBoot, type BootInput } from "./boot-plan.js";
 import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
 import { connectAgent, finishGuest, launchCold } from "./boot.js";
@@ -56,6 +57,8 @@ export interface StartOptions {
    * cold-boots rather than pay for a capture it would not save.
    */
   allowCapture?: boolean | undefined;
+  /** Effects to use instead of the real ones (wrapping them is the usual case: see deps.ts). */
+  deps?: Partial<EngineDeps> | undefined;
 }
 
 export async function start(
@@ -65,7 +68,7 @@ export async function start(
 ): Promise<StartResult> {
   const t0 = performance.now();
   const phases = new Phases(sink);
-  const ctx = await phases.run("probe", () => resolveContext(config));
+  const ctx = await phases.run("probe", () => resolveContext(config, options.deps));
   ensureRunDir(ctx.paths);
   const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
   try {
