@@ -1,5 +1,6 @@
 /** Command-line flags → config overrides (validated by the config schema, like env vars). */
 import type { ConfigOverrides, FieldPath } from "../config/index.js";
+import { FIELDS, FIELD_PATHS, defaultNote, type FieldSpec } from "../config/fields.js";
 
 export interface FlagSpec {
   flag: string;
@@ -8,45 +9,8 @@ export interface FlagSpec {
   boolean?: boolean;
 }
 
-export const CONFIG_FLAGS: readonly FlagSpec[] = [
-  {
-    flag: "image",
-    field: "image",
-    help: "base qcow2 image (default <image dir>/stack-emulator-<arch>.qcow2)",
-  },
-  { flag: "run-dir", field: "runDir", help: "run directory (pid, sockets, overlay, logs)" },
-  { flag: "snapshot-dir", field: "snapshotDir", help: "snapshot store directory" },
-  { flag: "arch", field: "arch", help: "guest architecture: amd64 | arm64" },
-  { flag: "ram", field: "ramMiB", help: "guest RAM in MiB for a cold boot" },
-  { flag: "cpus", field: "cpus", help: "guest vCPUs for a cold boot" },
-  { flag: "snapshot-ram", field: "snapshotRamMiB", help: "guest RAM in MiB pinned for snapshots" },
-  { flag: "snapshot-cpus", field: "snapshotCpus", help: "guest vCPUs pinned for snapshots" },
-  { flag: "port-prefix", field: "portPrefix", help: "the app's port prefix (default 81)" },
-  {
-    flag: "bind",
-    field: "bindAddress",
-    help: "host address the forwarded ports listen on (default 127.0.0.1)",
-  },
-  { flag: "snapshot", field: "snapshot", help: "auto | never | required" },
-  { flag: "strategy", field: "strategy", help: "auto | template | mapped-ram | stream" },
-  { flag: "qemu", field: "qemuBinary", help: "qemu-system binary (or wrapper script)" },
-  {
-    flag: "qemu-img",
-    field: "qemuImg",
-    help: "qemu-img binary (default: beside the QEMU binary, else on PATH)",
-  },
-  { flag: "firmware", field: "firmware", help: "arm64 UEFI firmware (.fd) for the virt machine" },
-  {
-    flag: "base-env",
-    field: "baseEnvFile",
-    help: "the app's .env.development, copied into the guest as base.env",
-  },
-  { flag: "ready-timeout", field: "readyTimeoutSec", help: "seconds to wait for health after a cold boot" },
-  {
-    flag: "stop-grace",
-    field: "stopGraceSec",
-    help: "seconds a guest gets to power off before it is killed",
-  },
+/** Flags that are not one field's value. */
+const SPECIAL_FLAGS: readonly FlagSpec[] = [
   { flag: "host-share", help: "cwd | root | none | <absolute path>: what the guest sees under /host" },
   { flag: "host-share-readonly", help: "mount the host share read-only", boolean: true },
   {
@@ -55,6 +19,17 @@ export const CONFIG_FLAGS: readonly FlagSpec[] = [
     boolean: true,
   },
   { flag: "force", help: "capture: replace an existing snapshot", boolean: true },
+];
+
+/** Every config flag: one per field that has one in FIELDS, then the special ones. */
+export const CONFIG_FLAGS: readonly FlagSpec[] = [
+  ...FIELD_PATHS.flatMap((field) => {
+    const spec: FieldSpec = FIELDS[field];
+    return spec.flag === undefined
+      ? []
+      : [{ flag: spec.flag, field, help: `${spec.help}${defaultNote(field)}` }];
+  }),
+  ...SPECIAL_FLAGS,
 ];
 
 /** Flags of single verbs that are not config fields. */
