@@ -94,12 +94,11 @@ describe.each(qemuTargets())("QmpClient against $label", (target) => {
   it("times out a call while QEMU is frozen, drops the late reply, and keeps working", async () => {
     const qmp = await connect();
     qemu.kill("SIGSTOP");
-    const t0 = performance.now();
     const err = await qmp.execute("query-status", undefined, { timeoutMs: 200 }).catch((e: unknown) => e);
-    const waited = performance.now() - t0;
     expect(err).toBeInstanceOf(QmpTimeoutError);
     expect((err as QmpTimeoutError).code).toBe("TIMEOUT");
-    expect(waited).toBeGreaterThanOrEqual(190);
+    expect((err as QmpTimeoutError).message).toBe("QMP query-status did not finish within 200 ms");
+    expect(warnings).toEqual([]);
     qemu.kill("SIGCONT");
     // The next call's reply comes after the late one on the same stream.
     expect(await qmp.queryStatus()).toMatchObject({ running: true });
@@ -116,9 +115,10 @@ describe.each(qemuTargets())("QmpClient against $label", (target) => {
     await expect(call).rejects.toBeInstanceOf(QmpClosedError);
     await expect(wait).rejects.toBeInstanceOf(QmpClosedError);
     expect(qmp.state).toBe("closed");
-    const t0 = performance.now();
-    await expect(qmp.execute("query-status")).rejects.toBeInstanceOf(QmpClosedError);
-    expect(performance.now() - t0).toBeLessThan(50);
+    // A later call is refused at once, not after its deadline: it is settled before the next turn.
+    const later = qmp.execute("query-status", undefined, { timeoutMs: 30_000 }).catch((e: unknown) => e);
+    const nextTurn = new Promise((resolve) => setImmediate(() => resolve("still pending")));
+    expect(await Promise.race([later, nextTurn])).toBeInstanceOf(QmpClosedError);
   });
 
   it("rejects calls after quit with QmpClosedError", async () => {

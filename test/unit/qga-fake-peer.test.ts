@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Clock } from "../../src/engine/qemu/clock.js";
 import {
   GuestAgentClosedError,
   GuestAgentCommandError,
@@ -12,6 +13,51 @@ import {
 } from "../../src/engine/qemu/protocol-errors.js";
 import { GuestAgent, type GuestAgentOptions } from "../../src/engine/qemu/qga.js";
 import { reliabilityFigures } from "../support/reliability.js";
+
+/** A clock that moves only when the test says so. */
+class ManualClock implements Clock {
+  private t = 0;
+  private timers: { due: number; fn: () => void }[] = [];
+  private watchers: (() => void)[] = [];
+  now(): number {
+    return this.t;
+  }
+  epochMs(): number {
+    return 1_700_000_000_000 + this.t;
+  }
+  after(ms: number, fn: () => void): () => void {
+    const timer = { due: this.t + Math.max(0, ms), fn };
+    this.timers.push(timer);
+    for (const w of this.watchers.splice(0)) w();
+    if (ms <= 0) setImmediate(() => this.fire(timer));
+    return () => {
+      this.timers = this.timers.filter((x) => x !== timer);
+    };
+  }
+  /** Due times of the pending timers, soonest first. */
+  get pending(): number[] {
+    return this.timers.map((x) => x.due).sort((a, b) => a - b);
+  }
+  /** Resolves once a timer due at `due` is pending. */
+  async timerAt(due: number): Promise<void> {
+    while (!this.timers.some((x) => x.due === due)) await new Promise<void>((r) => this.watchers.push(r));
+  }
+  /** Moves to `t`, running every timer due by then in order. */
+  advanceTo(t: number): void {
+    for (;;) {
+      const next = this.timers.filter((x) => x.due <= t).sort((a, b) => a.due - b.due)[0];
+      if (!next) break;
+      this.t = next.due;
+      this.fire(next);
+    }
+    this.t = t;
+  }
+  private fire(timer: { due: number; fn: () => void }): void {
+    if (!this.timers.includes(timer)) return;
+    this.timers = this.timers.filter((x) => x !== timer);
+    timer.fn();
+  }
+}
 
 interface Request {
   execute: string;
@@ -92,6 +138,8 @@ let dir: string;
 let path: string;
 let server: Server | undefined;
 let peers: FakeAgent[];
+/** What the fake agents' scripts threw (their expectations included): checked after each test. */
+let peerErrors: unknown[];
 let unhandled: unknown[];
 const agents: GuestAgent[] = [];
 const recordUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -101,7 +149,7 @@ function serve(script: (peer: FakeAgent) => Promise<void> | void): Promise<void>
   server = createServer((s) => {
     const peer = new FakeAgent(s);
     peers.push(peer);
-    void Promise.resolve(script(peer)).catch(() => undefined);
+    void Promise.resolve(script(peer)).catch((err: unknown) => peerErrors.push(err));
   });
   return new Promise((resolve) => server?.listen(path, resolve));
 }
@@ -121,6 +169,7 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "hxfa-"));
   path = join(dir, "qga.sock");
   peers = [];
+  peerErrors = [];
   unhandled = [];
   process.on("unhandledRejection", recordUnhandled);
 });
@@ -130,10 +179,12 @@ afterEach(async () => {
   for (const p of peers) p.socket.destroy();
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   server = undefined;
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  // Node reports unhandled rejections once a turn's microtasks have run: let this turn end.
+  await new Promise((resolve) => setImmediate(resolve));
   process.off("unhandledRejection", recordUnhandled);
   rmSync(dir, { recursive: true, force: true });
   expect(unhandled).toEqual([]);
+  expect(peerErrors).toEqual([]);
 });
 
 describe("GuestAgent with a scripted fake agent", () => {
@@ -190,36 +241,38 @@ describe("GuestAgent with a scripted fake agent", () => {
     ]);
   });
 
-  it("puts one call at a time on the wire", async () => {
-    let outstanding = 0;
-    let most = 0;
+  it("puts one call at a time on the wire, in the order they were made", async () => {
     await serve(async (peer) => {
       await peer.answerSync();
-      for (let i = 0; i < 5; i++) {
-        const req = await peer.next();
-        outstanding++;
-        most = Math.max(most, outstanding);
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        outstanding--;
-        peer.reply(req.arguments?.id);
-      }
+      for (let i = 0; i < 5; i++) peer.reply((await peer.next()).arguments?.id);
     });
-    const agent = await connect();
+    const traced: string[] = [];
+    const agent = await connect([], { trace: (d) => traced.push(d) });
     const ids = [1, 2, 3, 4, 5];
     expect(await Promise.all(ids.map((id) => agent.call("guest-sync", { id })))).toEqual(ids);
-    expect(most).toBe(1);
+    // Calls made in one turn would all be sent before any reply could be read if they were not queued.
+    expect(traced).toEqual(Array.from({ length: 6 }, () => ["send", "recv"]).flat());
+    expect(peers[0]?.log.map((r) => r.arguments?.id)).toEqual([expect.any(Number), ...ids]);
   });
 
-  it("times out a call still queued behind a slow one", async () => {
+  it("times out a call still queued behind a slow one at its own deadline", async () => {
+    let pinged!: () => void;
+    const onTheWire = new Promise<void>((r) => (pinged = r));
     await serve(async (peer) => {
       await peer.answerSync();
       await peer.next(); // never answered
+      pinged();
     });
-    const agent = await connect();
+    const clock = new ManualClock();
+    const agent = await connect([], { clock });
     const slow = agent.ping({ timeoutMs: 300 });
     const queued = agent.ping({ timeoutMs: 50 });
-    await expect(queued).rejects.toThrow(/guest agent guest-ping \(queued\) did not finish within 50 ms/);
-    await expect(slow).rejects.toBeInstanceOf(GuestAgentTimeoutError);
+    await onTheWire;
+    clock.advanceTo(50);
+    await expect(queued).rejects.toThrow(/^guest agent guest-ping \(queued\) did not finish within 50 ms$/);
+    clock.advanceTo(300);
+    await expect(slow).rejects.toThrow(/^guest agent guest-ping did not finish within 300 ms$/);
+    expect(peers[0]?.log.map((r) => r.execute)).toEqual(["guest-sync-delimited", "guest-ping"]);
   });
 
   it("runs guest-exec with base64 stdin, polls its status and never traces the input", async () => {
@@ -323,12 +376,16 @@ describe("GuestAgent with a scripted fake agent", () => {
       await peer.next();
       peer.reply({});
     });
-    const warnings: string[] = [];
-    const agent = await connect(warnings);
+    let staleSeen!: () => void;
+    const stale = new Promise<void>((r) => (staleSeen = r));
+    const agent = await connect([], {
+      onProtocolWarning: (m) => {
+        if (m === "discarded an unexpected guest agent message (stale reply?)") staleSeen();
+      },
+    });
     await agent.ping();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await stale;
     await agent.ping();
-    expect(warnings).toContain("discarded an unexpected guest agent message (stale reply?)");
     expect(peers[0]?.log.filter((r) => r.execute === "guest-sync-delimited")).toHaveLength(2);
   });
 
@@ -347,19 +404,45 @@ describe("GuestAgent with a scripted fake agent", () => {
     ).rejects.toBeInstanceOf(GuestAgentTimeoutError);
   });
 
-  it("counts guest-shutdown as done when the agent goes away or stays silent, not when it errs", async () => {
-    let n = 0;
+  it("counts guest-shutdown as done when the agent goes away", async () => {
     await serve(async (peer) => {
-      const which = n++;
       await peer.answerSync();
-      expect((await peer.next()).arguments).toEqual({ mode: which === 1 ? "reboot" : "powerdown" });
-      if (which === 0) peer.socket.destroy();
-      if (which === 2) peer.write('{"error": {"class": "GenericError", "desc": "shutdown failed"}}\n');
+      expect((await peer.next()).arguments).toEqual({ mode: "powerdown" });
+      peer.socket.destroy();
     });
-    await (await connect()).shutdown();
-    const t0 = performance.now();
-    await (await connect()).shutdown("reboot", { replyTimeoutMs: 100 });
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(95);
+    const agent = await connect();
+    await agent.shutdown();
+    expect(agent.closed).toBe(true);
+  });
+
+  it("counts guest-shutdown as done when the agent stays silent until the reply timeout", async () => {
+    let asked!: () => void;
+    const shutdownSent = new Promise<void>((r) => (asked = r));
+    await serve(async (peer) => {
+      await peer.answerSync();
+      expect((await peer.next()).arguments).toEqual({ mode: "reboot" });
+      asked();
+    });
+    const clock = new ManualClock();
+    const agent = await connect([], { clock });
+    let settled = false;
+    const done = agent.shutdown("reboot", { replyTimeoutMs: 100 }).finally(() => (settled = true));
+    await shutdownSent;
+    expect(clock.pending).toEqual([100]); // only the reply timeout is left to wait for
+    clock.advanceTo(99);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+    clock.advanceTo(100);
+    await done;
+    expect(agent.closed).toBe(false);
+  });
+
+  it("rejects guest-shutdown when the agent answers with an error", async () => {
+    await serve(async (peer) => {
+      await peer.answerSync();
+      await peer.next();
+      peer.write('{"error": {"class": "GenericError", "desc": "shutdown failed"}}\n');
+    });
     await expect((await connect()).shutdown()).rejects.toBeInstanceOf(GuestAgentCommandError);
   });
 });

@@ -5,7 +5,7 @@ import { cp, mkdir, open, readFile, readdir, rm, truncate, unlink, writeFile } f
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
@@ -423,10 +423,16 @@ describe("quarantine", () => {
   it("keeps only the newest few quarantine entries on sweep", async () => {
     const { root, store } = newStore();
     const reasons = ["r0", "r1", "r2", "r3", "r4"];
-    for (const r of reasons) {
-      const snap = await publishOne(store);
-      await store.quarantine(snap.key, r);
-      await new Promise((res) => setTimeout(res, 5)); // distinct timestamps
+    // Entries are ordered by the time in their name: give each its own second.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      for (const [i, r] of reasons.entries()) {
+        vi.setSystemTime(Date.UTC(2025, 0, 1, 0, 0, i));
+        const snap = await publishOne(store);
+        await store.quarantine(snap.key, r);
+      }
+    } finally {
+      vi.useRealTimers();
     }
     await store.sweep({ keepQuarantined: 3 });
     const left = await readdir(join(root, ".quarantine"));

@@ -1,11 +1,12 @@
 /** Waiting for the guest's services: poll every service concurrently until all are healthy. */
-import { performance } from "node:perf_hooks";
 import { TimeoutError } from "../errors.js";
+import { realClock, sleep, type Clock } from "../qemu/clock.js";
 import { DEFAULT_PROBE_TIMEOUT_MS, endpointOf, probe } from "./services.js";
 import type { GuestService } from "./services.js";
 
 export { HEALTH_CHECKS, endpointOf, probe, probeHost, servicesFor } from "./services.js";
 export type { GuestService, HealthCheck, ProbeOptions, ProbeResult } from "./services.js";
+export type { Clock } from "../qemu/clock.js";
 
 export interface ServiceStatus {
   name: string;
@@ -40,6 +41,8 @@ export interface WaitForHealthyOptions {
   requireFreshSince?: number;
   /** Replaces the timeout error's default hint (e.g. to name the serial.log path). */
   hint?: string;
+  /** The deadline, the poll interval, each probe's budget and the times reported run on it. Default: the real clock. */
+  clock?: Clock;
 }
 
 export interface ServiceTiming {
@@ -94,18 +97,23 @@ export function checkOnce(
   );
 }
 
+/** setTimeout's largest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Resolves once every service is healthy; rejects with HealthTimeoutError at the deadline. */
 export async function waitForHealthy(
   services: readonly GuestService[],
   opts: WaitForHealthyOptions,
 ): Promise<HealthReport> {
   const { host, deadlineMs, intervalMs = 50, signal, onProgress, requireFreshSince } = opts;
+  const probeTimeoutMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const clock = opts.clock ?? realClock;
   signal?.throwIfAborted();
-  const started = performance.now();
+  const started = clock.now();
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
-  const deadline = setTimeout(() => stop.abort(), Math.max(0, deadlineMs));
+  const cancelDeadline = clock.after(deadlineMs, () => stop.abort());
   const states = services.map((s) => ({
     service: s,
     endpoint: endpointOf(s, host),
@@ -115,15 +123,30 @@ export async function waitForHealthy(
   }));
   let healthy = 0;
 
+  /** One probe, its budget on `clock` (probe()'s own timer is set beyond it). */
+  const attempt = async (service: GuestService) => {
+    const ac = new AbortController();
+    const endAttempt = () => ac.abort();
+    stop.signal.addEventListener("abort", endAttempt, { once: true });
+    let timedOut = false;
+    const cancelBudget = clock.after(probeTimeoutMs, () => {
+      timedOut = true;
+      ac.abort();
+    });
+    try {
+      const r = await probe(service, { host, timeoutMs: MAX_TIMER_MS, signal: ac.signal });
+      return timedOut && r.detail === "aborted" ? { ok: false, detail: "timeout" } : r;
+    } finally {
+      cancelBudget();
+      stop.signal.removeEventListener("abort", endAttempt);
+    }
+  };
+
   const poll = async (st: (typeof states)[number]) => {
     while (!stop.signal.aborted) {
-      const startedAt = performance.now();
-      const fresh = requireFreshSince === undefined || Date.now() >= requireFreshSince;
-      const r = await probe(st.service, {
-        host,
-        timeoutMs: opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
-        signal: stop.signal,
-      });
+      const startedAt = clock.now();
+      const fresh = requireFreshSince === undefined || clock.epochMs() >= requireFreshSince;
+      const r = await attempt(st.service);
       if (stop.signal.aborted) return;
       st.attempts++;
       const ok = r.ok && fresh;
@@ -131,7 +154,7 @@ export async function waitForHealthy(
       const changed = detail !== st.detail;
       st.detail = detail;
       if (ok) {
-        st.ms = performance.now() - started;
+        st.ms = clock.now() - started;
         healthy++;
       }
       if (changed || ok) {
@@ -140,26 +163,27 @@ export async function waitForHealthy(
           endpoint: st.endpoint,
           ok,
           detail,
-          elapsedMs: performance.now() - started,
+          elapsedMs: clock.now() - started,
           healthy,
           total: states.length,
         });
       }
       if (ok) return;
-      await pause(startedAt + intervalMs - performance.now(), stop.signal);
+      const rest = startedAt + intervalMs - clock.now();
+      if (rest > 0) await sleep(clock, rest, stop.signal);
     }
   };
 
   try {
     await Promise.all(states.map(poll));
   } finally {
-    clearTimeout(deadline);
+    cancelDeadline();
     signal?.removeEventListener("abort", onAbort);
     stop.abort();
   }
   if (states.every((s) => s.ms >= 0)) {
     return {
-      totalMs: performance.now() - started,
+      totalMs: clock.now() - started,
       services: states.map((s) => ({ name: s.service.name, ms: s.ms, attempts: s.attempts })),
     };
   }
@@ -168,18 +192,4 @@ export async function waitForHealthy(
     .filter((s) => s.ms < 0)
     .map((s) => ({ name: s.service.name, endpoint: s.endpoint, ok: false, detail: s.detail }));
   throw new HealthTimeoutError(deadlineMs, failing, states.length, opts.hint);
-}
-
-/** Waits `ms` (the rest of a poll interval) or until `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

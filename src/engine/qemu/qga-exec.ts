@@ -1,3 +1,4 @@
+import { realClock, sleep, type Clock } from "./clock.js";
 import { GuestAgentTimeoutError } from "./protocol-errors.js";
 import {
   execStatusSchema,
@@ -31,18 +32,19 @@ export function execArguments(
   return a;
 }
 
-/** Polls guest-exec-status for `pid` until it exits or `deadline` (performance.now() clock) passes. */
+/** Polls guest-exec-status for `pid` until it exits or `deadline` (on `clock`) passes. */
 export async function pollExec(
   call: Call,
   pid: number,
   deadline: number,
   ms: number,
   what: string,
+  clock: Clock = realClock,
 ): Promise<ExecResult> {
   const timeout = () =>
     new GuestAgentTimeoutError(`${what} (pid ${pid})`, ms, "the process may still be running in the guest");
   for (;;) {
-    const remaining = deadline - performance.now();
+    const remaining = deadline - clock.now();
     if (remaining <= 0) throw timeout();
     let status: unknown;
     try {
@@ -52,7 +54,7 @@ export async function pollExec(
     }
     const st = parseReply("guest-exec-status", execStatusSchema, status);
     if (st.exited) return toExecResult(st);
-    const pause = Math.min(EXEC_POLL_MS, deadline - performance.now());
-    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+    const pause = Math.min(EXEC_POLL_MS, deadline - clock.now());
+    if (pause > 0) await sleep(clock, pause);
   }
 }

@@ -1,5 +1,6 @@
 import { randomInt } from "node:crypto";
 import type { Socket } from "node:net";
+import { realClock, type Clock } from "./clock.js";
 import { isJsonObject, JsonlTransport, type CloseReason } from "./jsonl-transport.js";
 import {
   GuestAgentClosedError,
@@ -25,6 +26,8 @@ export interface GuestAgentOptions {
   onProtocolWarning?: (message: string) => void;
   /** Sees every message sent and received; `input-data` and guest-exec output are redacted. Default: the process-wide trace (trace.ts). */
   trace?: (direction: "send" | "recv", message: unknown) => void;
+  /** Deadlines and timers run on it. Default: the real clock. */
+  clock?: Clock;
 }
 
 type Expect = { kind: "sync"; id: number } | { kind: "reply"; command: string };
@@ -32,7 +35,6 @@ type Slot = Expect & { resolve: (v: unknown) => void; reject: (e: Error) => void
 type CallOptions = { timeoutMs?: number };
 
 const DELIMITER = Buffer.from([0xff]);
-const now = (): number => performance.now();
 
 /**
  * A qemu-guest-agent client over the virtio-serial chardev socket. The agent
@@ -45,15 +47,18 @@ export class GuestAgent {
   private closeError: GuestAgentClosedError | undefined;
   private needsSync = true;
   private slot: Slot | undefined;
-  private readonly lock = new WireLock();
+  private readonly lock: WireLock;
   private readonly transport: JsonlTransport;
   private readonly defaultTimeoutMs: number;
+  private readonly clock: Clock;
 
   private constructor(
     socket: Socket,
     private readonly options: GuestAgentOptions,
   ) {
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 30_000;
+    this.clock = options.clock ?? realClock;
+    this.lock = new WireLock(this.clock);
     const warn = options.onProtocolWarning;
     this.transport = new JsonlTransport(socket, {
       peer: "guest agent",
@@ -69,7 +74,12 @@ export class GuestAgent {
   static async connect(socketPath: string, options: GuestAgentOptions): Promise<GuestAgent> {
     const onTimeout = () =>
       new GuestAgentTimeoutError(`guest agent connect on ${socketPath}`, options.timeoutMs);
-    const socket = await connectUnixSocket(socketPath, { deadline: now() + options.timeoutMs, onTimeout });
+    const clock = options.clock ?? realClock;
+    const socket = await connectUnixSocket(socketPath, {
+      deadline: clock.now() + options.timeoutMs,
+      onTimeout,
+      clock,
+    });
     return new GuestAgent(socket, options);
   }
 
@@ -80,14 +90,14 @@ export class GuestAgent {
   /** Resynchronises the channel now (guest-sync-delimited with a fresh random id). */
   sync(options: CallOptions = {}): Promise<void> {
     const ms = options.timeoutMs ?? this.defaultTimeoutMs;
-    return this.run("guest agent sync", now() + ms, ms, async () => undefined, true);
+    return this.run("guest agent sync", this.now() + ms, ms, async () => undefined, true);
   }
 
   /** Retries sync() until the agent answers (it starts late in boot) or the deadline passes. */
   async waitUntilReady(options: { timeoutMs: number; attemptTimeoutMs?: number }): Promise<void> {
-    const deadline = now() + options.timeoutMs;
+    const deadline = this.now() + options.timeoutMs;
     for (;;) {
-      const remaining = deadline - now();
+      const remaining = deadline - this.now();
       if (remaining <= 0) {
         const hint = "is qemu-guest-agent running in the guest?";
         throw new GuestAgentTimeoutError("waiting for the guest agent", options.timeoutMs, hint);
@@ -103,7 +113,7 @@ export class GuestAgent {
   /** One agent command; rejects with GuestAgentCommandError, GuestAgentTimeoutError or GuestAgentClosedError. */
   call<T = unknown>(command: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<T> {
     const ms = options.timeoutMs ?? this.defaultTimeoutMs;
-    const deadline = now() + ms;
+    const deadline = this.now() + ms;
     const what = `guest agent ${command}`;
     return this.run(what, deadline, ms, () =>
       this.wire({ kind: "reply", command }, args, deadline, what, ms),
@@ -138,15 +148,15 @@ export class GuestAgent {
     options: CallOptions & { replyTimeoutMs?: number } = {},
   ): Promise<void> {
     const ms = options.timeoutMs ?? this.defaultTimeoutMs;
-    const deadline = now() + ms;
+    const deadline = this.now() + ms;
     return this.run("guest agent guest-shutdown", deadline, ms, async () => {
-      const replyMs = Math.min(options.replyTimeoutMs ?? 2000, Math.max(1, deadline - now()));
+      const replyMs = Math.min(options.replyTimeoutMs ?? 2000, Math.max(1, deadline - this.now()));
       const what = "guest agent guest-shutdown";
       try {
         await this.wire(
           { kind: "reply", command: "guest-shutdown" },
           { mode },
-          now() + replyMs,
+          this.now() + replyMs,
           what,
           replyMs,
         );
@@ -165,13 +175,13 @@ export class GuestAgent {
   /** Polls guest-exec-status until the process exits. */
   wait(pid: number, options: CallOptions = {}): Promise<s.ExecResult> {
     const ms = options.timeoutMs ?? this.defaultTimeoutMs;
-    return pollExec((c, a, o) => this.call(c, a, o), pid, now() + ms, ms, "guest exec");
+    return pollExec((c, a, o) => this.call(c, a, o), pid, this.now() + ms, ms, "guest exec", this.clock);
   }
 
   /** start() then wait(), under one deadline. */
   async exec(path: string, args: readonly string[] = [], options: s.ExecOptions = {}): Promise<s.ExecResult> {
     const ms = options.timeoutMs ?? this.defaultTimeoutMs;
-    const deadline = now() + ms;
+    const deadline = this.now() + ms;
     let pid: number;
     try {
       pid = await this.start(path, args, { ...options, timeoutMs: ms });
@@ -180,12 +190,16 @@ export class GuestAgent {
         ? new GuestAgentTimeoutError(`guest exec of ${path}`, ms)
         : err;
     }
-    return pollExec((c, a, o) => this.call(c, a, o), pid, deadline, ms, `guest exec of ${path}`);
+    return pollExec((c, a, o) => this.call(c, a, o), pid, deadline, ms, `guest exec of ${path}`, this.clock);
   }
 
   /** Closes the connection; everything pending rejects with GuestAgentClosedError. */
   close(): void {
     this.transport.close();
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /** Takes the wire (queueing behind earlier calls until `deadline`), resyncs if needed, runs `fn`. */
@@ -228,15 +242,12 @@ export class GuestAgent {
   ): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.closeError) return reject(this.closeError);
-      const timer = setTimeout(
-        () => {
-          this.slot = undefined;
-          this.needsSync = true;
-          reject(new GuestAgentTimeoutError(what, ms));
-        },
-        Math.max(0, deadline - now()),
-      );
-      const settle = () => (clearTimeout(timer), (this.slot = undefined));
+      const cancelTimer = this.clock.after(deadline - this.now(), () => {
+        this.slot = undefined;
+        this.needsSync = true;
+        reject(new GuestAgentTimeoutError(what, ms));
+      });
+      const settle = () => (cancelTimer(), (this.slot = undefined));
       this.slot = {
         ...expect,
         resolve: (v) => (settle(), resolve(v)),

@@ -1,4 +1,5 @@
 import { EngineError } from "../errors.js";
+import { realClock, type Clock } from "./clock.js";
 import { QmpTimeoutError } from "./protocol-errors.js";
 import type { QmpEvent } from "./qmp-types.js";
 
@@ -23,6 +24,7 @@ export class QmpEventHub {
   constructor(
     private readonly warn: (message: string) => void,
     private readonly defaultTimeoutMs: number,
+    private readonly clock: Clock = realClock,
   ) {}
 
   on(eventName: string, handler: QmpEventHandler): void {
@@ -46,7 +48,7 @@ export class QmpEventHub {
       if (signal?.aborted) return reject(abortReason(signal));
       const ms = options.timeoutMs ?? this.defaultTimeoutMs;
       const done = () => {
-        clearTimeout(timer);
+        cancelTimer();
         this.waiters.delete(waiter);
         signal?.removeEventListener("abort", onAbort);
       };
@@ -66,9 +68,8 @@ export class QmpEventHub {
           resolve(typed);
         },
       };
-      const timer = setTimeout(
-        () => waiter.fail(new QmpTimeoutError(`waiting for QMP event ${eventName}`, ms)),
-        ms,
+      const cancelTimer = this.clock.after(ms, () =>
+        waiter.fail(new QmpTimeoutError(`waiting for QMP event ${eventName}`, ms)),
       );
       const onAbort = () => waiter.fail(abortReason(signal as AbortSignal));
       signal?.addEventListener("abort", onAbort, { once: true });

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { realClock, type Clock } from "./clock.js";
 import { isJsonObject, JsonlTransport, type CloseReason } from "./jsonl-transport.js";
 import { ProtocolError, QmpClosedError, QmpCommandError, QmpTimeoutError } from "./protocol-errors.js";
 import { QmpEventHub, type QmpEventHandler } from "./qmp-events.js";
@@ -30,13 +31,15 @@ export interface QmpClientOptions {
   onProtocolWarning?: (message: string) => void;
   /** Sees every message sent and received (debugging); secret arguments are redacted. Default: the process-wide trace (trace.ts). */
   trace?: (direction: "send" | "recv", message: unknown) => void;
+  /** Deadlines and timers run on it. Default: the real clock. */
+  clock?: Clock;
 }
 
 interface Pending {
   command: string;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  cancelTimer: () => void;
 }
 
 const MAX_EXPIRED = 1000;
@@ -59,19 +62,22 @@ export class QmpClient {
   private readonly events: QmpEventHub;
   private readonly closeHandlers = new Set<(err: QmpClosedError) => void>();
   private readonly defaultTimeoutMs: number;
+  private readonly clock: Clock;
 
   private constructor(private readonly options: QmpClientOptions) {
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 30_000;
-    this.events = new QmpEventHub((m) => this.warn(m), this.defaultTimeoutMs);
+    this.clock = options.clock ?? realClock;
+    this.events = new QmpEventHub((m) => this.warn(m), this.defaultTimeoutMs, this.clock);
   }
 
   /** Connects (retrying until QEMU has created the socket), reads the greeting, enters command mode. */
   static async connect(socketPath: string, options: QmpClientOptions): Promise<QmpClient> {
     const client = new QmpClient(options);
-    const deadline = performance.now() + options.timeoutMs;
+    const clock = client.clock;
+    const deadline = clock.now() + options.timeoutMs;
     const timeout = (what: string) => () =>
       new QmpTimeoutError(`QMP ${what} on ${socketPath}`, options.timeoutMs);
-    const socket = await connectUnixSocket(socketPath, { deadline, onTimeout: timeout("connect") });
+    const socket = await connectUnixSocket(socketPath, { deadline, onTimeout: timeout("connect"), clock });
     client.stateValue = "negotiating";
     client.transport = new JsonlTransport(socket, {
       peer: "QMP",
@@ -82,17 +88,16 @@ export class QmpClient {
     try {
       await new Promise<void>((resolve, reject) => {
         if (client.closeError) return reject(client.closeError);
-        const timer = setTimeout(
-          () => client.greetingWaiter?.reject(timeout("greeting")()),
-          deadline - performance.now(),
+        const cancelTimer = clock.after(deadline - clock.now(), () =>
+          client.greetingWaiter?.reject(timeout("greeting")()),
         );
-        const settle = () => (clearTimeout(timer), (client.greetingWaiter = undefined));
+        const settle = () => (cancelTimer(), (client.greetingWaiter = undefined));
         client.greetingWaiter = {
           resolve: () => (settle(), resolve()),
           reject: (err) => (settle(), reject(err)),
         };
       });
-      await client.call("qmp_capabilities", undefined, Math.max(1, deadline - performance.now()));
+      await client.call("qmp_capabilities", undefined, Math.max(1, deadline - clock.now()));
     } catch (err) {
       client.close();
       throw err instanceof QmpClosedError && err.cause instanceof ProtocolError ? err.cause : err;
@@ -192,13 +197,13 @@ export class QmpClient {
       if (this.closeError || !this.transport)
         return reject(this.closeError ?? new QmpClosedError("QMP not connected"));
       const id = `hx-${++this.seq}`;
-      const timer = setTimeout(() => {
+      const cancelTimer = this.clock.after(ms, () => {
         this.pending.delete(id);
         this.expired.set(id, command);
         if (this.expired.size > MAX_EXPIRED) this.expired.delete(this.expired.keys().next().value as string);
         reject(new QmpTimeoutError(`QMP ${command}`, ms));
-      }, ms);
-      this.pending.set(id, { command, resolve, reject, timer });
+      });
+      this.pending.set(id, { command, resolve, reject, cancelTimer });
       const message =
         args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
       this.trace("send", message);
@@ -249,7 +254,7 @@ export class QmpClient {
       return;
     }
     this.pending.delete(id);
-    clearTimeout(pending.timer);
+    pending.cancelTimer();
     if (!("error" in message)) return pending.resolve(message.return);
     const e = t.qmpErrorSchema.safeParse(message.error);
     pending.reject(
@@ -282,7 +287,7 @@ export class QmpClient {
           : new QmpClosedError("QMP connection closed by QEMU", reason.error);
     this.closeError = err;
     for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
+      p.cancelTimer();
       p.reject(err);
     }
     this.pending.clear();

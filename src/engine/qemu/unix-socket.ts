@@ -1,4 +1,5 @@
 import { createConnection, type Socket } from "node:net";
+import { realClock, sleep, type Clock } from "./clock.js";
 import { SocketConnectError } from "./protocol-errors.js";
 
 /** Linux sun_path is 108 bytes including the terminating NUL. */
@@ -7,10 +8,12 @@ const RETRY_MS = 20;
 const RETRYABLE = new Set(["ENOENT", "ECONNREFUSED"]);
 
 export interface ConnectUnixOptions {
-  /** Absolute deadline (performance.now() clock). */
+  /** Absolute deadline, on `clock`. */
   deadline: number;
   /** Builds the error thrown when the deadline passes before a connection. */
   onTimeout: () => Error;
+  /** Default: the real clock. */
+  clock?: Clock;
 }
 
 /**
@@ -26,36 +29,37 @@ export async function connectUnixSocket(path: string, options: ConnectUnixOption
       "use a shorter directory for the sockets (e.g. under /tmp)",
     );
   }
+  const clock = options.clock ?? realClock;
   for (;;) {
-    const remaining = options.deadline - performance.now();
+    const remaining = options.deadline - clock.now();
     if (remaining <= 0) throw options.onTimeout();
     try {
-      return await attempt(path, remaining, options.onTimeout);
+      return await attempt(path, remaining, options.onTimeout, clock);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === undefined || !RETRYABLE.has(code)) throw err;
     }
-    const wait = Math.min(RETRY_MS, options.deadline - performance.now());
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const wait = Math.min(RETRY_MS, options.deadline - clock.now());
+    if (wait > 0) await sleep(clock, wait);
   }
 }
 
-function attempt(path: string, remaining: number, onTimeout: () => Error): Promise<Socket> {
+function attempt(path: string, remaining: number, onTimeout: () => Error, clock: Clock): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const socket = createConnection({ path });
-    const timer = setTimeout(() => {
+    const cancelTimer = clock.after(remaining, () => {
       socket.destroy();
       reject(onTimeout());
-    }, remaining);
+    });
     const onError = (err: NodeJS.ErrnoException): void => {
-      clearTimeout(timer);
+      cancelTimer();
       socket.destroy();
       if (err.code !== undefined && RETRYABLE.has(err.code)) reject(err);
       else reject(new SocketConnectError(path, err));
     };
     socket.once("error", onError);
     socket.once("connect", () => {
-      clearTimeout(timer);
+      cancelTimer();
       socket.off("error", onError);
       resolve(socket);
     });

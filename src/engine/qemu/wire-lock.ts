@@ -1,3 +1,5 @@
+import { realClock, type Clock } from "./clock.js";
+
 /**
  * A FIFO lock whose waiters give up at a deadline: the guest agent puts one
  * call at a time on the wire, and a call's deadline covers its wait here too.
@@ -6,7 +8,9 @@ export class WireLock {
   private locked = false;
   private readonly queue: { grant: () => void; fail: (err: Error) => void }[] = [];
 
-  /** Resolves with a release function once the lock is ours; rejects with `onTimeout()` at `deadline`. */
+  constructor(private readonly clock: Clock = realClock) {}
+
+  /** Resolves with a release function once the lock is ours; rejects with `onTimeout()` at `deadline` (on the clock). */
   acquire(deadline: number, onTimeout: () => Error): Promise<() => void> {
     return new Promise((resolve, reject) => {
       let released = false;
@@ -24,17 +28,17 @@ export class WireLock {
       }
       const entry = {
         grant: () => {
-          clearTimeout(timer);
+          cancelTimer();
           resolve(release);
         },
         fail: (err: Error) => {
-          clearTimeout(timer);
+          cancelTimer();
           const i = this.queue.indexOf(entry);
           if (i >= 0) this.queue.splice(i, 1);
           reject(err);
         },
       };
-      const timer = setTimeout(() => entry.fail(onTimeout()), Math.max(0, deadline - performance.now()));
+      const cancelTimer = this.clock.after(deadline - this.clock.now(), () => entry.fail(onTimeout()));
       this.queue.push(entry);
     });
   }
