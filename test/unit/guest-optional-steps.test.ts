@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { syncGuestClock } from "../../src/engine/guest/clock.js";
-import { mountHostShare, MOUNT_HOST_FS } from "../../src/engine/guest/host-share.js";
-import { GuestAgentCommandError, GuestAgentTimeoutError } from "../../src/engine/qemu/protocol-errors.js";
+import { mountHostShare, MOUNT_HOST_FS, waitForVirtioDriver } from "../../src/engine/guest/host-share.js";
+import {
+  GuestAgentCommandError,
+  GuestAgentTimeoutError,
+  QmpCommandError,
+} from "../../src/engine/qemu/protocol-errors.js";
 import { Phases, type EngineEvent } from "../../src/engine/lifecycle/events.js";
 import type { ExecResult } from "../../src/engine/qemu/qga-types.js";
 
@@ -151,6 +155,41 @@ describe("mounting the host share after a resume", () => {
       code: "HOST_SHARE_FAILED",
       message: expect.stringContaining("post-resume 9p mount failed"),
     });
+  });
+});
+
+describe("waiting for the guest's driver to bind the hot-plugged device", () => {
+  const status = (...statuses: string[]) => ({ status: { statuses } });
+
+  it("is bound once QEMU reports DRIVER_OK", async () => {
+    const answers = [
+      status(),
+      status("VIRTIO_CONFIG_S_ACKNOWLEDGE"),
+      status("VIRTIO_CONFIG_S_DRIVER_OK: ready"),
+    ];
+    const paths: unknown[] = [];
+    const qmp = {
+      execute: async (_c: string, a?: Record<string, unknown>) => (paths.push(a?.path), answers.shift()),
+    };
+    expect(await waitForVirtioDriver(qmp, "hostfs-dev", fakeTime())).toBe("bound");
+    expect(paths).toEqual(Array(3).fill("/machine/peripheral/hostfs-dev/virtio-backend"));
+  });
+
+  it("is unknown on a QEMU without x-query-virtio-status", async () => {
+    const qmp = {
+      execute: () => Promise.reject(new QmpCommandError("x-query-virtio-status", "CommandNotFound", "no")),
+    };
+    expect(await waitForVirtioDriver(qmp, "hostfs-dev", fakeTime())).toBe("unknown");
+  });
+
+  it("with the driver bound, one refused --path is enough to fall back to /host", async () => {
+    const a = agent(
+      async () => undefined,
+      async (_p, args) => (args?.includes("--path") ? fail(2, "unknown option --path") : ok()),
+    );
+    const r = await mountHostShare(a, "/w", fakeTime(), 20_000, "bound");
+    expect(r.guestPath).toBe("/host");
+    expect(a.calls).toHaveLength(2);
   });
 });
 

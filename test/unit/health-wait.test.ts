@@ -5,64 +5,14 @@ import type { AddressInfo, Server, Socket } from "node:net";
 import { once } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthTimeoutError, waitForHealthy } from "../../src/engine/guest/health.js";
-import type { Clock, GuestService, HealthProgress } from "../../src/engine/guest/health.js";
+import type { GuestService, HealthProgress } from "../../src/engine/guest/health.js";
+import { ManualClock } from "../support/manual-clock.js";
 
 // Time runs on a ManualClock: each test moves it once the poller is waiting
 // for it (a timer is pending at the expected time) or once the answer it
 // waits for has come in, so the times reported are exact.
 
 const HOST = "127.0.0.1";
-const EPOCH = 1_700_000_000_000;
-
-/** A clock that moves only when the test says so. */
-class ManualClock implements Clock {
-  private t = 0;
-  private timers: { due: number; fn: () => void }[] = [];
-  private watchers: (() => void)[] = [];
-  now(): number {
-    return this.t;
-  }
-  epochMs(): number {
-    return EPOCH + this.t;
-  }
-  after(ms: number, fn: () => void): () => void {
-    const timer = { due: this.t + Math.max(0, ms), fn };
-    this.timers.push(timer);
-    for (const w of this.watchers.splice(0)) w();
-    if (ms <= 0) setImmediate(() => this.fire(timer));
-    return () => {
-      this.timers = this.timers.filter((x) => x !== timer);
-    };
-  }
-  /** Due times of the pending timers, soonest first. */
-  get pending(): number[] {
-    return this.timers.map((x) => x.due).sort((a, b) => a - b);
-  }
-  /** Resolves once a timer due at `due` is pending. */
-  async timerAt(due: number): Promise<void> {
-    while (!this.timers.some((x) => x.due === due)) await new Promise<void>((r) => this.watchers.push(r));
-  }
-  /** Moves to `t`, running every timer due by then in order. */
-  advanceTo(t: number): void {
-    for (;;) {
-      const next = this.timers.filter((x) => x.due <= t).sort((a, b) => a.due - b.due)[0];
-      if (!next) break;
-      this.t = next.due;
-      this.fire(next);
-    }
-    this.t = t;
-  }
-  /** advanceTo(due) once a timer due then is pending. */
-  async step(due: number): Promise<void> {
-    await this.timerAt(due);
-    this.advanceTo(due);
-  }
-  private fire(timer: { due: number; fn: () => void }): void {
-    if (!this.timers.includes(timer)) return;
-    this.timers = this.timers.filter((x) => x !== timer);
-    timer.fn();
-  }
-}
 
 /** Progress reports as they come, and a way to wait for a state of them. */
 function progressLog() {

@@ -3,7 +3,6 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Clock } from "../../src/engine/qemu/clock.js";
 import {
   GuestAgentClosedError,
   GuestAgentCommandError,
@@ -13,51 +12,7 @@ import {
 } from "../../src/engine/qemu/protocol-errors.js";
 import { GuestAgent, type GuestAgentOptions } from "../../src/engine/qemu/qga.js";
 import { reliabilityFigures } from "../support/reliability.js";
-
-/** A clock that moves only when the test says so. */
-class ManualClock implements Clock {
-  private t = 0;
-  private timers: { due: number; fn: () => void }[] = [];
-  private watchers: (() => void)[] = [];
-  now(): number {
-    return this.t;
-  }
-  epochMs(): number {
-    return 1_700_000_000_000 + this.t;
-  }
-  after(ms: number, fn: () => void): () => void {
-    const timer = { due: this.t + Math.max(0, ms), fn };
-    this.timers.push(timer);
-    for (const w of this.watchers.splice(0)) w();
-    if (ms <= 0) setImmediate(() => this.fire(timer));
-    return () => {
-      this.timers = this.timers.filter((x) => x !== timer);
-    };
-  }
-  /** Due times of the pending timers, soonest first. */
-  get pending(): number[] {
-    return this.timers.map((x) => x.due).sort((a, b) => a - b);
-  }
-  /** Resolves once a timer due at `due` is pending. */
-  async timerAt(due: number): Promise<void> {
-    while (!this.timers.some((x) => x.due === due)) await new Promise<void>((r) => this.watchers.push(r));
-  }
-  /** Moves to `t`, running every timer due by then in order. */
-  advanceTo(t: number): void {
-    for (;;) {
-      const next = this.timers.filter((x) => x.due <= t).sort((a, b) => a.due - b.due)[0];
-      if (!next) break;
-      this.t = next.due;
-      this.fire(next);
-    }
-    this.t = t;
-  }
-  private fire(timer: { due: number; fn: () => void }): void {
-    if (!this.timers.includes(timer)) return;
-    this.timers = this.timers.filter((x) => x !== timer);
-    timer.fn();
-  }
-}
+import { ManualClock } from "../support/manual-clock.js";
 
 interface Request {
   execute: string;

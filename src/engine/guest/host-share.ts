@@ -7,6 +7,7 @@
  */
 import type { GuestAgent } from "../qemu/qga.js";
 import { EngineError } from "../errors.js";
+import { QmpCommandError } from "../qemu/protocol-errors.js";
 
 export const MOUNT_HOST_FS = "/usr/local/bin/mount-host-fs";
 
@@ -15,6 +16,36 @@ export interface HostShareMount {
   guestPath: string;
   /** Why the --path extension was not used, when it was wanted. */
   degraded?: string | undefined;
+}
+
+/**
+ * Waits until the guest's virtio driver has taken the hot-plugged device
+ * (DRIVER_OK in QEMU's `x-query-virtio-status`): a host-side fact, so the
+ * mount below is not a race with the guest's probing. "unknown" when this
+ * QEMU cannot say (the command is experimental): the mount then retries.
+ */
+export async function waitForVirtioDriver(
+  qmp: { execute(command: string, args?: Record<string, unknown>): Promise<unknown> },
+  deviceId: string,
+  deps: MountDeps,
+  timeoutMs = 20_000,
+): Promise<"bound" | "unknown"> {
+  const deadline = deps.now() + timeoutMs;
+  for (;;) {
+    let statuses: string[];
+    try {
+      const r = (await qmp.execute("x-query-virtio-status", {
+        path: `/machine/peripheral/${deviceId}/virtio-backend`,
+      })) as { status?: { statuses?: string[] } };
+      statuses = r.status?.statuses ?? [];
+    } catch (err) {
+      if (err instanceof QmpCommandError) return "unknown";
+      throw err;
+    }
+    if (statuses.some((s) => s.includes("DRIVER_OK"))) return "bound";
+    if (deps.now() + 20 >= deadline) return "unknown";
+    await deps.pause(20);
+  }
 }
 
 export interface MountDeps {
@@ -28,19 +59,29 @@ export async function mountHostShare(
   hostPath: string,
   deps: MountDeps,
   timeoutMs = 20_000,
+  driver: "bound" | "unknown" = "unknown",
 ): Promise<HostShareMount> {
   const contract = ["--post-resume"];
   let extended = hostPath === "/" ? undefined : ["--post-resume", "--path", hostPath];
   const deadline = deps.now() + timeoutMs;
   const remaining = () => Math.max(1_000, deadline - deps.now());
   let last = "";
+  let extendedTries = 0;
+  /** Without DRIVER_OK, give --path a few tries before testing the contract's form. */
+  const retryExtended = async (): Promise<boolean> => {
+    if (++extendedTries >= 3) return false;
+    await deps.pause(50);
+    return true;
+  };
   for (;;) {
     if (extended) {
       const r = await agent.exec(MOUNT_HOST_FS, extended, { timeoutMs: remaining() });
       if (r.exitCode === 0) return { guestPath: `/host${hostPath}` };
       const why = r.stderr.toString().trim();
-      // A too-early mount (device not bound yet) fails both forms; only the
-      // extension failing while the contract's form works means no --path.
+      // Before the driver is bound both forms fail. With the driver known to be
+      // bound, --path failing means no --path; without that knowledge, the
+      // contract's form working right after is the best evidence there is.
+      if (driver === "unknown" && deps.now() + 50 < deadline && (await retryExtended())) continue;
       const plain = await agent.exec(MOUNT_HOST_FS, contract, { timeoutMs: remaining() });
       if (plain.exitCode === 0) {
         extended = undefined;

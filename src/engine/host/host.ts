@@ -60,7 +60,7 @@ export function chooseAccelerator(
   qemu: { kvmUsable?: boolean; hvfListed?: boolean },
 ): AcceleratorChoice {
   if (guestArch !== host.arch) {
-    return { accelerator: "tcg", reason: `a ${guestArch} guest on a ${host.arch} host runs under TCG` };
+    return { accelerator: "tcg", reason: `an ${guestArch} guest on an ${host.arch} host runs under TCG` };
   }
   if (host.os === "linux") {
     if (!host.kvmWritable) return { accelerator: "tcg", reason: "/dev/kvm is missing or not writable" };
@@ -93,7 +93,8 @@ export interface CpuFingerprint {
 /**
  * Under TCG the host CPU is invisible to the guest (QEMU emulates the model),
  * so the fingerprint is the model alone and a TCG snapshot moves between
- * runners. Under KVM/HVF the host's vendor, model and flags matter.
+ * runners. Under KVM/HVF the host's vendor, model and flags matter (from
+ * /proc/cpuinfo; macOS has none, so an HVF fingerprint names only the model).
  */
 export function cpuFingerprint(accelerator: Accelerator, cpuModel: string, cpuinfo?: string): CpuFingerprint {
   if (accelerator === "tcg") {
@@ -102,8 +103,20 @@ export function cpuFingerprint(accelerator: Accelerator, cpuModel: string, cpuin
   const text = cpuinfo ?? safeRead("/proc/cpuinfo");
   const field = (name: string): string =>
     new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(text)?.[1]?.trim() ?? "unknown";
-  const flags = field("flags").split(/\s+/).sort().join(" ");
+  // x86 names its CPU by vendor_id, model name and flags; arm64 Linux by its
+  // implementer and part (the core: KVM runs the guest on exactly that) and
+  // Features, and the part goes into the id.
+  const arm = !/^vendor_id\s*:/m.test(text) && /^CPU implementer\s*:/m.test(text);
+  const flags = field(arm ? "Features" : "flags")
+    .split(/\s+/)
+    .sort()
+    .join(" ");
   const flagsHash = createHash("sha256").update(flags).digest("hex").slice(0, 12);
+  if (arm) {
+    const vendor = `arm:${field("CPU implementer")}`;
+    const model = field("CPU part");
+    return { vendor, model, flagsHash, id: `${accelerator}:${cpuModel}:${vendor}:${model}:${flagsHash}` };
+  }
   const vendor = field("vendor_id");
   const model = field("model name");
   return { vendor, model, flagsHash, id: `${accelerator}:${cpuModel}:${vendor}:${flagsHash}` };

@@ -12,6 +12,7 @@ import { delimiter, join } from "node:path";
 import { EngineError } from "../errors.js";
 import { run, spawnDetached } from "../exec.js";
 import { QmpClient } from "../qemu/qmp.js";
+import { QmpCommandError } from "../qemu/protocol-errors.js";
 import type { Accelerator, Arch } from "../qemu/argv.js";
 
 export interface QemuProbe {
@@ -24,9 +25,14 @@ export interface QemuProbe {
   migrationCapabilities: string[];
   kvmUsable: boolean;
   accelerators: string[];
+  /**
+   * The binary has the vmgenid device: every qemu-system-x86_64, no
+   * qemu-system-aarch64 up to 10.0 at least. Absent means true.
+   */
+  vmgenid?: boolean;
 }
 
-const PROBE_FORMAT = 2;
+const PROBE_FORMAT = 3;
 
 /** `name` in each directory of PATH, in order; the first regular file wins. */
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
@@ -159,6 +165,7 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
         .sort((a, b) => compareVersions(machineVersion(b), machineVersion(a)));
       const caps = (await qmp.queryMigrateCapabilities()).map((c) => c.capability);
       const kvm = await qmp.queryKvm();
+      const vmgenid = await hasDevice(qmp, "vmgenid");
       const accelerators = (await run(binary, ["-accel", "help"], { timeoutMs: 15_000 })).stdout
         .split("\n")
         .slice(1)
@@ -174,6 +181,7 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
         migrationCapabilities: caps,
         kvmUsable: kvm.enabled,
         accelerators,
+        vmgenid,
       };
     } finally {
       await qmp.execute("quit").catch(() => undefined);
@@ -186,6 +194,20 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
       /* exited */
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Asks for one type only: `qom-list-types` would load every module, and one
+ * QEMU's module dir may hold another build's modules, which is fatal to it.
+ */
+async function hasDevice(qmp: QmpClient, type: string): Promise<boolean> {
+  try {
+    await qmp.execute("device-list-properties", { typename: type });
+    return true;
+  } catch (err) {
+    if (err instanceof QmpCommandError && err.errorClass === "DeviceNotFound") return false;
+    throw err;
   }
 }
 
@@ -226,12 +248,18 @@ export function pickMachineType(probe: QemuProbe, arch: Arch): string {
 /**
  * The CPU model. TCG: `max` on the native arch (deterministic per QEMU
  * version, which is in the key), `qemu64` for a cross-arch amd64 guest as the
- * seed does. KVM/HVF: a named, migration-safe model, never host/max.
+ * seed does; an arm64 guest gets `max` with QEMU's own pointer-authentication
+ * algorithm (Debian's kernel signs every return address, and emulating the
+ * architected QARMA5 made a QEMU 7.2 boot about twice as slow).
+ * KVM/HVF: a named, migration-safe model, never host/max, except arm64 under
+ * KVM: it runs a named model only on that very core, so `host`, and the key's
+ * CPU fingerprint names the host's core (see cpuFingerprint).
  */
 export function pickCpuModel(arch: Arch, accelerator: Accelerator, hostArch: Arch): string {
   if (accelerator === "tcg") {
     if (arch === "amd64") return hostArch === "amd64" ? "max" : "qemu64";
-    return "max";
+    return "max,pauth-impdef=on";
   }
-  return arch === "amd64" ? "Nehalem" : "cortex-a57";
+  if (arch === "amd64") return "Nehalem";
+  return accelerator === "kvm" ? "host" : "cortex-a57";
 }

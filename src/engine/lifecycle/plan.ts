@@ -21,6 +21,7 @@ export function planFor(ctx: EngineContext, layout: Layout, disk: DiskChain, ram
     machineType: ctx.machineType,
     cpuModel: ctx.cpuModel,
     firmware: ctx.firmware,
+    vmgenid: ctx.qemu.vmgenid,
     ramMiB: snapshot ? c.snapshotRamMiB : c.ramMiB,
     cpus: snapshot ? c.snapshotCpus : c.cpus,
     disk,

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { isAlive } from "../qemu/process.js";
 import { QmpClosedError } from "../qemu/protocol-errors.js";
-import { mountHostShare } from "../guest/host-share.js";
+import { mountHostShare, waitForVirtioDriver } from "../guest/host-share.js";
 
 /** A failure that says the snapshot itself is bad: it is quarantined. */
 export class SnapshotUnusableError extends EngineError {}
@@ -87,7 +87,8 @@ export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: 
         mount_tag: "hostfs",
         bus: "hostfs-port",
       });
-      const mounted = await mountHostShare(agent, share.path, ctx.deps);
+      const driver = await waitForVirtioDriver(vm.qmp, "hostfs-dev", ctx.deps);
+      const mounted = await mountHostShare(agent, share.path, ctx.deps, 20_000, driver);
       if (mounted.degraded) phases.skip("host-share-path", mounted.degraded);
     });
   }

@@ -41,6 +41,8 @@ export interface QemuPlan {
   cpuModel: string;
   /** arm64 UEFI firmware. */
   firmware?: string | undefined;
+  /** false: this QEMU has no vmgenid device (qemu-system-aarch64 up to 10.0 at least). Default true. */
+  vmgenid?: boolean | undefined;
   ramMiB: number;
   cpus: number;
   disk: DiskChain;
@@ -164,8 +166,9 @@ export function buildQemuArgv(plan: QemuPlan): string[] {
   const snapshot = plan.layout !== "cold";
   const args: string[] = ["-name", "hexclave-emulator", "-nodefaults", "-no-user-config", "-display", "none"];
   args.push(...machineArgs(plan));
-  // A new generation id on every restore makes Linux reseed its RNG.
-  args.push("-device", "vmgenid,guid=auto,id=vmgenid0");
+  // A new generation id on every restore makes Linux reseed its RNG. Without
+  // it, only the engine's rotation after resume tells resumed guests apart.
+  if (plan.vmgenid !== false) args.push("-device", "vmgenid,guid=auto,id=vmgenid0");
   args.push(...diskArgs(plan));
   if (snapshot) {
     const phantoms = plan.phantoms;
