@@ -2,9 +2,9 @@
 # Installs what a job needs, idempotently, in two profiles:
 #   main   what the main job uses: QEMU 7.2 and the host tools, the test guest
 #          (cached by a hash of its recipe), the npm dependencies;
-#   tests  all of main, plus QEMU 10 (trixie, private prefix) and the
-#          Kubernetes test binaries (kube-apiserver, kubectl, etcd, helm built
-#          from the Go module proxy and cached; ~20 minutes the first time).
+#   tests  all of main, plus QEMU 10 (trixie, private prefix), the aarch64
+#          QEMUs, the contract-only and arm64 test guests, and the Kubernetes
+#          test binaries (built from the Go module proxy and cached).
 # Usage: setup.sh [main|tests]   (default: tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,11 @@ case "$profile" in
   *) printf '[setup] unknown profile %s: use main or tests\n' "$profile" >&2; exit 2 ;;
 esac
 bash test/guest/build.sh
+if [ "$profile" = tests ]; then
+  # The contract-only flavour and the arm64 guest, for their test files.
+  bash test/guest/build.sh --flavour contract
+  bash test/guest/build.sh --arch arm64
+fi
 [ "$profile" = main ] || bash scripts/k8s/install-apiserver.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
