@@ -1,7 +1,7 @@
 /** The bench's command line: how many runs, which QEMUs, which sizes, where the results go. */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import type { Strategy } from "../src/engine/qemu/argv.js";
+import type { Strategy } from "../src/engine/index.js";
 
 export interface BenchOptions {
   mode: "full" | "quick" | "smoke";

@@ -4,10 +4,13 @@
  * (forceCapture); the last capture stays for the resume sections.
  */
 import { join } from "node:path";
-import type { EmulatorConfig } from "../src/engine/config/index.js";
-import { captureOnly } from "../src/engine/lifecycle/capture-verb.js";
-import { openSnapshotStore, type PublishedSnapshot } from "../src/engine/snapshot/index.js";
-import type { Strategy } from "../src/engine/qemu/argv.js";
+import {
+  captureOnly,
+  openSnapshotStore,
+  type EmulatorConfig,
+  type PublishedSnapshot,
+  type Strategy,
+} from "../src/engine/index.js";
 import { now, repeatTolerant, round, summarize, summarizeRecords, type Summary } from "./stats.js";
 import { measureTransport, snapshotSize, type SnapshotSize, type TransportFigures } from "./transport.js";
 import type { BenchEnv } from "./setup.js";

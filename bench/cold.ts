@@ -1,7 +1,6 @@
 /** Cold boot to all-healthy: start() with snapshot=never, on a fresh overlay every run. */
 import { rmSync } from "node:fs";
-import { start } from "../src/engine/lifecycle/start.js";
-import { runPaths } from "../src/engine/lifecycle/run-dir.js";
+import { runPaths, start } from "../src/engine/index.js";
 import { repeatTolerant, summarize, summarizeRecords, type Summary } from "./stats.js";
 import type { BenchEnv } from "./setup.js";
 

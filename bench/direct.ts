@@ -11,14 +11,21 @@
  * host-side, not part of the migrated state nor of the layout hash.
  */
 import { join } from "node:path";
-import { SERVICE_NAMES, servicePorts } from "../src/engine/config/index.js";
-import type { EngineContext } from "../src/engine/lifecycle/context.js";
-import { createOverlay, ensurePhantoms, virtualSize } from "../src/engine/lifecycle/disks.js";
-import { vmDirHost, writeRuntimeIso } from "../src/engine/lifecycle/boot.js";
-import { planFor } from "../src/engine/lifecycle/plan.js";
-import { SNAPSHOT_FILES } from "../src/engine/lifecycle/strategies.js";
-import type { PortForward, QemuPlan } from "../src/engine/qemu/argv.js";
-import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
+import {
+  SERVICE_NAMES,
+  SNAPSHOT_FILES,
+  createOverlay,
+  ensurePhantoms,
+  planFor,
+  servicePorts,
+  virtualSize,
+  vmDirHost,
+  writeRuntimeIso,
+  type EngineContext,
+  type PortForward,
+  type PublishedSnapshot,
+  type QemuPlan,
+} from "../src/engine/index.js";
 
 /** A fresh session overlay on the snapshot's layer (a resumed guest must not see another run's writes). */
 export async function freshOverlay(ctx: EngineContext, snapshot: PublishedSnapshot): Promise<void> {

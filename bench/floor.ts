@@ -16,7 +16,7 @@ import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { join } from "node:path";
-import { escapeOpt } from "../src/engine/qemu/argv.js";
+import { escapeOpt } from "../src/engine/index.js";
 import { now, repeat, summarize, type Summary } from "./stats.js";
 
 const TIMEOUT_MS = 60_000;

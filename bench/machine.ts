@@ -2,7 +2,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { cpus, hostname, loadavg, release, totalmem } from "node:os";
-import { detectHost } from "../src/engine/host/host.js";
+import { detectHost } from "../src/engine/index.js";
 
 export interface MachineInfo {
   hostname: string;

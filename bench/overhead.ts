@@ -8,17 +8,19 @@
  * - QMP and guest-agent round trips on the running guest.
  */
 import { join } from "node:path";
-import type { EmulatorConfig } from "../src/engine/config/index.js";
-import { resolveContext } from "../src/engine/lifecycle/context.js";
-import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
-import { connectAgent } from "../src/engine/lifecycle/boot.js";
-import { launchVm } from "../src/engine/lifecycle/launch.js";
-import { resumeState } from "../src/engine/lifecycle/migrate.js";
-import { migrationSpec } from "../src/engine/lifecycle/strategies.js";
-import { killVm } from "../src/engine/lifecycle/stop.js";
-import { buildQemuArgv } from "../src/engine/qemu/argv.js";
-import type { QmpEvent } from "../src/engine/qemu/qmp.js";
-import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
+import {
+  buildQemuArgv,
+  connectAgent,
+  ensureRunDir,
+  killVm,
+  launchVm,
+  migrationSpec,
+  resolveContext,
+  resumeState,
+  type EmulatorConfig,
+  type PublishedSnapshot,
+  type QmpEvent,
+} from "../src/engine/index.js";
 import {
   bareArgv,
   launchTimes,

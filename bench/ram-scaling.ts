@@ -10,13 +10,16 @@
  * `zstd -1` reads the whole file.
  */
 import { join } from "node:path";
-import { captureOnly } from "../src/engine/lifecycle/capture-verb.js";
-import { resolveContext } from "../src/engine/lifecycle/context.js";
-import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
-import { buildQemuArgv } from "../src/engine/qemu/argv.js";
-import { openSnapshotStore, type PublishedSnapshot } from "../src/engine/snapshot/index.js";
-import type { Strategy } from "../src/engine/qemu/argv.js";
-import type { StartResult } from "../src/engine/lifecycle/start.js";
+import {
+  buildQemuArgv,
+  captureOnly,
+  ensureRunDir,
+  openSnapshotStore,
+  resolveContext,
+  type PublishedSnapshot,
+  type StartResult,
+  type Strategy,
+} from "../src/engine/index.js";
 import { now, round, summarize, type Summary } from "./stats.js";
 import { resumeOnce, toRunningMs } from "./resume.js";
 import { measureTransport, snapshotSize, type SnapshotSize, type TransportFigures } from "./transport.js";

@@ -3,9 +3,7 @@
  * rotation: to running (QEMU launched to `cont` done: resume-launch +
  * resume-migrate) and to all-healthy (the whole start()), with every phase.
  */
-import type { EmulatorConfig } from "../src/engine/config/index.js";
-import { start, type StartResult } from "../src/engine/lifecycle/start.js";
-import type { Strategy } from "../src/engine/qemu/argv.js";
+import { start, type EmulatorConfig, type StartResult, type Strategy } from "../src/engine/index.js";
 import { repeatTolerant, summarize, summarizeRecords, type Summary } from "./stats.js";
 import type { BenchEnv } from "./setup.js";
 

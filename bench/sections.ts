@@ -5,12 +5,14 @@
  * down with its error and the others still run.
  */
 import { join } from "node:path";
-import { resolveContext } from "../src/engine/lifecycle/context.js";
-import { supportedStrategies } from "../src/engine/lifecycle/strategies.js";
-import type { Strategy } from "../src/engine/qemu/argv.js";
-import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
-import { openSnapshotStore } from "../src/engine/snapshot/index.js";
-import { describeError } from "../src/engine/errors.js";
+import {
+  describeError,
+  openSnapshotStore,
+  resolveContext,
+  supportedStrategies,
+  type PublishedSnapshot,
+  type Strategy,
+} from "../src/engine/index.js";
 import type { BenchOptions } from "./args.js";
 import { bareArgv, bareFloor } from "./floor.js";
 import { coldSection } from "./cold.js";

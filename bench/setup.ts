@@ -5,11 +5,16 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadConfig, type ConfigOverrides, type EmulatorConfig } from "../src/engine/config/index.js";
-import { runPaths } from "../src/engine/lifecycle/run-dir.js";
-import { clearRuntimeFiles } from "../src/engine/lifecycle/run-dir.js";
-import { killVm } from "../src/engine/lifecycle/stop.js";
-import { readPidFile, type PidRecord } from "../src/engine/qemu/process.js";
+import {
+  clearRuntimeFiles,
+  killVm,
+  loadConfig,
+  readPidFile,
+  runPaths,
+  type ConfigOverrides,
+  type EmulatorConfig,
+  type PidRecord,
+} from "../src/engine/index.js";
 import type { QemuTarget } from "../test/support/tools.js";
 
 /** Blocks of ten ports: block 0 is the main guest, 1.. the sharing section's extra guests. */

@@ -12,16 +12,20 @@
  */
 import { join } from "node:path";
 import { rmSync } from "node:fs";
-import type { EmulatorConfig } from "../src/engine/config/index.js";
-import { resolveContext } from "../src/engine/lifecycle/context.js";
-import { Phases, silent } from "../src/engine/lifecycle/events.js";
-import { ensureRunDir } from "../src/engine/lifecycle/run-dir.js";
-import { connectAgent, finishGuest } from "../src/engine/lifecycle/boot.js";
-import { launchVm } from "../src/engine/lifecycle/launch.js";
-import { resumeState } from "../src/engine/lifecycle/migrate.js";
-import { migrationSpec } from "../src/engine/lifecycle/strategies.js";
-import type { PublishedSnapshot } from "../src/engine/snapshot/index.js";
-import type { Strategy } from "../src/engine/qemu/argv.js";
+import {
+  Phases,
+  connectAgent,
+  ensureRunDir,
+  finishGuest,
+  launchVm,
+  migrationSpec,
+  resolveContext,
+  resumeState,
+  silent,
+  type EmulatorConfig,
+  type PublishedSnapshot,
+  type Strategy,
+} from "../src/engine/index.js";
 import { mappingMemory, processMemory, type MappingFigures, type MemoryFigures } from "./memory.js";
 import { now, round } from "./stats.js";
 import type { BenchEnv } from "./setup.js";

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { packSnapshot, unpackSnapshot } from "../src/engine/snapshot/index.js";
+import { packSnapshot, unpackSnapshot } from "../src/engine/index.js";
 import { now, round } from "./stats.js";
 
 export interface FileSize {

@@ -54,3 +54,20 @@ export { run, CommandError, type RunOptions } from "./exec.js";
 // The guest contract's pieces an edge checks itself.
 export { checkOnce, probeHost, servicesFor } from "./guest/health.js";
 export { checkSecrets, type RotatedSecrets } from "./guest/rotation.js";
+
+// The building blocks of a start, for the benchmark: it measures each phase
+// and the floor beneath them (QEMU alone, a resume without the guest steps).
+// Kept narrow on purpose: an edge that needs more asks for it here.
+export { resolveContext, type EngineContext } from "./lifecycle/context.js";
+export { planFor } from "./lifecycle/plan.js";
+export { launchVm, type LaunchedVm } from "./lifecycle/launch.js";
+export { connectAgent, finishGuest, vmDirHost, writeRuntimeIso } from "./lifecycle/boot.js";
+export { resumeState } from "./lifecycle/migrate.js";
+export { migrationSpec, supportedStrategies, SNAPSHOT_FILES } from "./lifecycle/strategies.js";
+export { createOverlay, ensurePhantoms, virtualSize } from "./lifecycle/disks.js";
+export { ensureRunDir, clearRuntimeFiles } from "./lifecycle/run-dir.js";
+export { killVm } from "./lifecycle/stop.js";
+export { buildQemuArgv, escapeOpt, type PortForward, type QemuPlan, type Strategy } from "./qemu/argv.js";
+export type { QmpEvent } from "./qemu/qmp.js";
+export { detectHost } from "./host/host.js";
+export { servicePorts } from "./config/index.js";
