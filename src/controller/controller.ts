@@ -1,6 +1,7 @@
 /**
  * The controller: informers for Emulators and the Pods and Services they
- * own feed `namespace/name` keys into the work queue; workers (only on the
+ * own feed `namespace/name` keys into the work queue (an owned object's
+ * add, update and delete wake its Emulator's reconcile); workers (only on the
  * leader) run the reconcile, one key at a time per key, retrying failures
  * with per-item exponential backoff. /healthz, /readyz and /metrics on one
  * HTTP port.
@@ -12,6 +13,7 @@ import type {
   V1Pod,
   V1Service,
 } from "@kubernetes/client-node";
+import { realClock, type Clock } from "./clock.js";
 import { GROUP, PLURAL, VERSION, type Emulator } from "./crd/types.js";
 import { controllerApi, type ControllerApi } from "./kube/client.js";
 import { KubeError } from "./kube/errors.js";
@@ -37,6 +39,14 @@ export const jsonLogger: Logger = (level, msg, fields) => {
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
 };
 
+/** What the controller did, for whoever wants to wait on it (tests, mostly). */
+export interface ControllerHooks {
+  /** This replica became the leader and started its workers. */
+  startedLeading?(): void;
+  /** The Lease names a (new) holder, as this replica saw it. */
+  newLeader?(identity: string): void;
+}
+
 export interface ControllerDeps {
   api?: ControllerApi;
   fetchReport?: ReportFetcher;
@@ -45,6 +55,9 @@ export interface ControllerDeps {
   /** Called when this replica loses the Lease; main exits so the Deployment restarts it cleanly. */
   onLostLeadership?: () => void;
   informerBackoffMs?: number;
+  /** The work queue's and the reconcile's time (the wall clock by default). */
+  clock?: Clock;
+  hooks?: ControllerHooks;
 }
 
 export class EmulatorController {
@@ -72,8 +85,10 @@ export class EmulatorController {
     this.metrics = controllerMetrics();
     this.api = deps.api ?? controllerApi(kc);
     const m = this.metrics;
+    const clock = deps.clock ?? realClock;
     this.queue = new WorkQueue<string>({
-      rateLimiter: deps.rateLimiter ?? defaultControllerRateLimiter<string>(),
+      clock,
+      rateLimiter: deps.rateLimiter ?? defaultControllerRateLimiter<string>({ now: () => clock.now() }),
       hooks: {
         depth: (n) => m.queueDepth.set(n),
         added: () => m.queueAdds.inc(),
@@ -133,6 +148,7 @@ export class EmulatorController {
       fetchReport: deps.fetchReport ?? httpReportFetcher(options.reportTimeoutMs),
       events: eventRecorder(this.api, options.identity ?? "controller", (msg) => this.log("warn", msg)),
       metrics: m,
+      now: () => new Date(clock.now()),
       log: (msg) => this.log("info", msg),
     });
     const le = options.leaderElection;
@@ -190,7 +206,10 @@ export class EmulatorController {
         this.queue.shutDown();
         if (!this.stopping) this.deps.onLostLeadership?.();
       },
-      onNewLeader: (id) => this.log("info", `the leader is ${id}`),
+      onNewLeader: (id) => {
+        this.log("info", `the leader is ${id}`);
+        this.deps.hooks?.newLeader?.(id);
+      },
     });
   }
 
@@ -214,6 +233,7 @@ export class EmulatorController {
     // Everything known so far: the informers' adds may have come before we led.
     for (const e of this.emulators.list()) this.queue.add(`${e.metadata?.namespace}/${e.metadata?.name}`);
     for (let i = 0; i < this.options.workers; i++) this.workers.push(this.worker());
+    this.deps.hooks?.startedLeading?.();
   }
 
   private async worker(): Promise<void> {
@@ -233,9 +253,13 @@ export class EmulatorController {
     const t0 = performance.now();
     try {
       const result = await this.reconciler.reconcile(key);
-      this.queue.forget(key);
-      if (result.requeueAfterMs !== undefined && Number.isFinite(result.requeueAfterMs)) {
-        this.queue.addAfter(key, result.requeueAfterMs);
+      if (result.requeue) {
+        this.queue.addRateLimited(key);
+      } else {
+        this.queue.forget(key);
+        if (result.requeueAfterMs !== undefined && Number.isFinite(result.requeueAfterMs)) {
+          this.queue.addAfter(key, result.requeueAfterMs);
+        }
       }
       m.reconcileTotal.inc({ result: "success" });
     } catch (err) {

@@ -18,6 +18,7 @@ export const CONTROLLER_PERMISSIONS: readonly Permission[] = [
   { group: "emulator.hexclave.com", resource: "emulators/status", verbs: ["update"] },
   // Owner references with blockOwnerDeletion need update on the owner's finalizers subresource.
   { group: "emulator.hexclave.com", resource: "emulators/finalizers", verbs: ["update"] },
+  // list also reads one Pod or Service by name (a field selector) to see whose it is: no get needed.
   { group: "", resource: "pods", verbs: ["list", "watch", "create", "delete"] },
   { group: "", resource: "services", verbs: ["list", "watch", "create", "update", "delete"] },
   // Created once; read only to check its owner before trusting or deleting it; never listed or watched.

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runAgent, type RunningAgent } from "../../src/controller/agent/agent.js";
+import type { AgentReport } from "../../src/controller/agent/contract.js";
 import { agentEnv } from "../../src/controller/objects/pod.js";
 import { generateKeys, SECRET_KEYS, type Keys } from "../../src/controller/objects/secret.js";
 import { AgentOptions } from "../../src/controller/options.js";
@@ -19,6 +20,7 @@ import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
 import { isAlive, readPidFile } from "../../src/engine/qemu/process.js";
 import { stopVm } from "../../src/engine/lifecycle/stop.js";
 import { qemuTargets, testGuestImage } from "../support/tools.js";
+import { FakeClock } from "../support/controller-clock.js";
 
 const target = qemuTargets().find((t) => t.label === "qemu-10") ?? qemuTargets()[0]!;
 const PORT = 27820;
@@ -64,12 +66,19 @@ describe(`the agent on ${target.label}`, () => {
   const lines: string[] = [];
   let agent: RunningAgent | undefined;
   const runDir = join(agentOptions.runMountPath, "run");
-  const waitState = async (a: RunningAgent, states: string[], ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!states.includes(a.report().state)) {
-      if (Date.now() > deadline)
-        throw new Error(`agent still ${a.report().state}:\n${lines.slice(-20).join("\n")}`);
-      await new Promise((r) => setTimeout(r, 100));
+  /** Ends when the agent's state changes to one of `states`; `ms` is only the deadline for a failure. */
+  const waitState = async (a: RunningAgent, states: AgentReport["state"][], ms: number) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`agent still ${a.report().state}:\n${lines.slice(-20).join("\n")}`)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([a.reached(states), deadline]);
+    } finally {
+      clearTimeout(timer);
     }
   };
   const fingerprint = async () =>
@@ -144,10 +153,13 @@ describe(`the agent on ${target.label}`, () => {
   it("reports a failure on /status and in the termination message, then exits 1", async () => {
     mountKeys({ ...firstKeys, cronSecret: "not-hex" });
     const termLog = join(dir, "termination-log");
+    // The linger runs on a clock the test moves: /status is read while it surely still answers.
+    const clock = new FakeClock();
     agent = await runAgent(env({ HEXCLAVE_AGENT_TERMINATION_LOG: termLog }), {
       host: "127.0.0.1",
       log: (l) => lines.push(l),
-      failLingerMs: 500,
+      failLingerMs: 10_000,
+      clock,
     });
     await waitState(agent, ["failed"], 30_000);
     const report = (await (await fetch(`http://127.0.0.1:${AGENT_PORT}/status`)).json()) as {
@@ -155,6 +167,7 @@ describe(`the agent on ${target.label}`, () => {
       error: { code: string };
     };
     expect(report).toMatchObject({ state: "failed", error: { code: "SECRETS_INVALID" } });
+    clock.advance(10_000);
     expect(await agent.done).toBe(1);
     expect(existsSync(termLog) && readFileSync(termLog, "utf8")).toMatch(
       /^SECRETS_INVALID: the given cronSecret is not 64 lowercase hex/,

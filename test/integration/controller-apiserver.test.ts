@@ -3,7 +3,8 @@
  * modules), running as its own ServiceAccount with the chart's least-privilege
  * RBAC. The Pod's container is a fake agent here (the real one, with QEMU, is
  * in controller-e2e.test.ts); the scheduler and kubelet are played by
- * FakeKubelet through the API.
+ * FakeKubelet through the API. Every wait ends on the watch event (or the
+ * controller's hook) that makes it true; nothing sleeps.
  */
 import { createServer } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,10 +20,12 @@ import {
 } from "../support/controller-apiserver.js";
 import {
   applyCrd,
+  ClusterView,
   CONTROLLER_NS,
   controllerServiceAccount,
-  eventually,
   getJson,
+  Signal,
+  type Seen,
 } from "../support/controller-env.js";
 import { FakeKubelet, type RunContainer } from "../support/controller-kubelet.js";
 import { EmulatorController } from "../../src/controller/controller.js";
@@ -39,10 +42,10 @@ const NS = "team-a";
 const LEASE = "hexclave-emulator-test";
 const AGENT_PORT = 27870;
 
-/** A container that answers like a ready agent, and exits on SIGTERM. */
+/** A container that answers like a ready agent on its Pod's IP, and exits on SIGTERM. */
 const fakeAgent =
-  (stops: string[]): RunContainer =>
-  (pod) => {
+  (stops: string[], stopped: () => void): RunContainer =>
+  (pod, _env, _termLog, podIP) => {
     const report: AgentReport = {
       state: "ready",
       startedAt: new Date().toISOString(),
@@ -61,13 +64,13 @@ const fakeAgent =
     });
     let exit!: (code: number) => void;
     const exited = new Promise<number>((r) => (exit = r));
-    // Pods share this machine's address here: a second Pod at once finds the port taken and "crashes".
     server.once("error", () => exit(1));
-    server.listen(AGENT_PORT, "127.0.0.1");
+    server.listen(AGENT_PORT, podIP);
     return {
       exited,
       terminate: () => {
         stops.push(pod.metadata!.name!);
+        stopped();
         server.close(() => exit(0));
         server.closeAllConnections();
       },
@@ -80,6 +83,7 @@ describe("the controller against a real API server", () => {
   let kubelet: FakeKubelet;
   let options: ControllerOptions;
   let controllerToken: string;
+  let view: ClusterView;
   const stops: string[] = [];
   const logs: string[] = [];
   const scratch = mkdtempSync(join(tmpdir(), "hxe-ctl-"));
@@ -96,16 +100,19 @@ describe("the controller against a real API server", () => {
     );
   const condition = (e: Emulator | undefined, type: string) =>
     e?.status?.conditions?.find((c) => c.type === type);
-  const eventsFor = (name: string): string[] =>
-    (
-      getJson<{ items: { reason: string; involvedObject: { name: string } }[] }>(cluster, [
-        "events",
-        "-n",
-        NS,
-      ])?.items ?? []
-    )
-      .filter((e) => e.involvedObject.name === name)
-      .map((e) => e.reason);
+  const ready = (name: string) => {
+    const e = view.emulator(name);
+    return condition(e, "Ready")?.status === "True" ? e : undefined;
+  };
+  /** Waits until the Events on `name` include every reason given (Events are recorded asynchronously). */
+  const eventsInclude = (name: string, reasons: string[]) =>
+    view.until(`events ${reasons.join(", ")} on ${name}`, () => {
+      const seen = view.eventReasons(name);
+      return reasons.every((r) => seen.includes(r)) ? seen : undefined;
+    });
+  /** Waits until an Emulator is gone, as the view and the controller's own cache see it. */
+  const gone = (name: string, timeoutMs = 60_000) =>
+    view.until(`${name} gone`, () => !view.emulator(name) && !controller.emulators.get(name, NS), timeoutMs);
 
   beforeAll(async () => {
     cluster = await startTestCluster(27860);
@@ -132,23 +139,32 @@ describe("the controller against a real API server", () => {
         keysMountPath: join(scratch, "keys"),
       },
     });
+    view = new ClusterView(cluster.admin(), NS);
+    await view.start();
     controller = new EmulatorController(cluster.withToken(controllerToken), options, {
       log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
     });
+    controller.emulators.onChange(() => view.notify());
     await controller.start();
-    kubelet = new FakeKubelet(cluster.admin(), NS, fakeAgent(stops), scratch);
+    kubelet = new FakeKubelet(
+      cluster.admin(),
+      NS,
+      fakeAgent(stops, () => view.notify()),
+      scratch,
+    );
     kubelet.start();
   }, 180_000);
 
   afterAll(async () => {
     await controller?.stop();
     await kubelet?.stop();
+    await view?.stop();
     await cluster?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
 
   describe("the CRD", () => {
-    it("is served with its short name and printer columns, and the API server applies its defaults", () => {
+    it("is served with its short name and printer columns, and the API server applies its defaults", async () => {
       cluster.kubectl(
         ["apply", "--validate=false", "-f", "-"],
         JSON.stringify({
@@ -176,6 +192,7 @@ describe("the controller against a real API server", () => {
         "AGE",
       ]);
       cluster.kubectl(["delete", "emu", "defaults", "-n", NS, "--wait=false"]);
+      await gone("defaults");
     });
 
     it("rejects what the schema forbids: a bad quantity, a long or odd name", () => {
@@ -192,16 +209,9 @@ describe("the controller against a real API server", () => {
       image: "/var/lib/hexclave-emulator/images/e.qcow2",
       resources: { memory: "1Gi", cpus: 1 },
     });
-    const ready = await eventually(
-      "Ready",
-      () => {
-        const e = emu("first");
-        return condition(e, "Ready")?.status === "True" ? e : undefined;
-      },
-      60_000,
-    );
-    const uid = ready.metadata.uid;
-    expect(ready.metadata.finalizers).toContain("emulator.hexclave.com/stop-vm");
+    const first = await view.until("first Ready", () => ready("first"), 60_000);
+    const uid = first.metadata.uid;
+    expect(first.metadata.finalizers).toContain("emulator.hexclave.com/stop-vm");
     for (const [kind, name] of [
       ["secret", "first-emulator-keys"],
       ["service", "first"],
@@ -219,7 +229,7 @@ describe("the controller against a real API server", () => {
         },
       ]);
     }
-    expect(ready.status).toMatchObject({
+    expect(first.status).toMatchObject({
       phase: "Ready",
       bootMode: "resume",
       startupSeconds: 0.42,
@@ -228,21 +238,16 @@ describe("the controller against a real API server", () => {
       snapshotKey: "test-key",
       observedGeneration: 1,
     });
-    expect(ready.status?.endpoints?.[1]).toEqual({
+    expect(first.status?.endpoints?.[1]).toEqual({
       name: "backend",
       host: "first.team-a.svc.cluster.local",
       port: 26701,
       url: "http://first.team-a.svc.cluster.local:26701",
     });
     for (const t of ["Ready", "SnapshotResumed", "SecretsRotated"])
-      expect(condition(ready, t)).toMatchObject({ status: "True", observedGeneration: 1 });
-    expect(condition(ready, "Degraded")?.status).toBe("False");
-    await eventually("events", () => {
-      const reasons = eventsFor("first");
-      return ["SecretCreated", "ServiceCreated", "PodCreated", "Ready"].every((r) => reasons.includes(r))
-        ? reasons
-        : undefined;
-    });
+      expect(condition(first, t)).toMatchObject({ status: "True", observedGeneration: 1 });
+    expect(condition(first, "Degraded")?.status).toBe("False");
+    await eventsInclude("first", ["SecretCreated", "ServiceCreated", "PodCreated", "Ready"]);
     const printed = cluster.kubectl(["get", "emu", "first", "-n", NS, "--no-headers"]);
     expect(printed.split(/\s+/).slice(0, 5)).toEqual(["first", "True", "resume", "0.42", "local-node"]);
   });
@@ -279,14 +284,12 @@ describe("the controller against a real API server", () => {
       "-p",
       JSON.stringify({ spec: { resources: { memory: "2Gi" } } }),
     ]);
-    const after = await eventually(
+    const after = await view.until(
       "a new Ready Pod",
       () => {
-        const e = emu("first");
-        const pod = getJson<KubernetesObject>(cluster, ["pod", "first-emulator", "-n", NS]);
-        return e?.status?.observedGeneration === 2 &&
-          condition(e, "Ready")?.status === "True" &&
-          pod?.metadata?.uid !== before.metadata?.uid
+        const e = ready("first");
+        const pod = view.pod("first-emulator");
+        return e?.status?.observedGeneration === 2 && pod && pod.metadata?.uid !== before.metadata?.uid
           ? pod
           : undefined;
       },
@@ -297,7 +300,7 @@ describe("the controller against a real API server", () => {
       before.metadata?.annotations?.["emulator.hexclave.com/spec-hash"],
     );
     expect(JSON.stringify(after)).toContain('"memory":"2560Mi"');
-    expect(eventsFor("first")).toContain("PodReplaced");
+    await eventsInclude("first", ["PodReplaced"]);
   });
 
   it("refuses a write from a stale resourceVersion with 409 Conflict, and a stale reconcile retries", async () => {
@@ -321,8 +324,11 @@ describe("the controller against a real API server", () => {
       events: { normal: () => undefined, warning: () => undefined },
     });
     await expect(staleReconciler.reconcile(`${NS}/first`)).rejects.toSatisfy(isConflict);
-    // The controller's own reconciles converge regardless.
-    await eventually("Ready after the label", () => condition(emu("first"), "Ready")?.status === "True");
+    // The controller's own reconciles, from its up-to-date cache, keep the labelled Emulator Ready.
+    await view.until(
+      "the labelled Emulator Ready",
+      () => view.emulator("first")?.metadata.labels?.touched === "yes" && ready("first"),
+    );
   });
 
   it("relists when its watch expires (410 Gone after an etcd compaction)", async () => {
@@ -334,15 +340,19 @@ describe("the controller against a real API server", () => {
     });
     await core.createNamespacedConfigMap({ namespace: NS, body: cm("before") });
     const seen = new Set<string>();
+    const changed = new Signal();
     const informer = new ResilientInformer<V1ConfigMap>(
       "configmaps",
       admin,
       `/api/v1/namespaces/${NS}/configmaps`,
       () => core.listNamespacedConfigMap({ namespace: NS }),
+      { hooks: { onList: () => changed.notify() } },
     );
-    informer.onChange((t, o) =>
-      t === "delete" ? seen.delete(o.metadata!.name!) : seen.add(o.metadata!.name!),
-    );
+    informer.onChange((t, o) => {
+      if (t === "delete") seen.delete(o.metadata!.name!);
+      else seen.add(o.metadata!.name!);
+      changed.notify();
+    });
     await informer.start();
     await informer.waitForSync(10_000);
     expect(informer.lists).toBe(1);
@@ -353,10 +363,10 @@ describe("the controller against a real API server", () => {
     expect(Number(informer.resourceVersion())).toBeLessThan(revision);
     // The API server ends watches after 5–10 s (--min-request-timeout=5); the re-watch from the old
     // resourceVersion gets 410 Gone, and the informer lists again.
-    await eventually("a relist", () => informer.lists >= 2, 30_000);
+    await changed.until("a relist", () => informer.lists >= 2, 30_000);
     expect(informer.restarts).toBe(0);
     await core.createNamespacedConfigMap({ namespace: NS, body: cm("after") });
-    await eventually("the new object", () => seen.has("after"), 15_000);
+    await changed.until("the new object", () => seen.has("after"), 15_000);
     expect(seen.has("before")).toBe(true);
     await informer.stop();
   });
@@ -366,15 +376,24 @@ describe("the controller against a real API server", () => {
     const kc = cluster.withToken(serviceAccountToken(cluster, NS, "late"));
     const core = kc.makeApiClient(CoreV1Api);
     const restarts: number[] = [];
+    const changed = new Signal();
     const informer = new ResilientInformer<V1ConfigMap>(
       "configmaps",
       kc,
       `/api/v1/namespaces/${NS}/configmaps`,
       () => core.listNamespacedConfigMap({ namespace: NS }),
-      { minBackoffMs: 100, hooks: { onRestart: (_r, _e, delay) => restarts.push(delay) } },
+      {
+        minBackoffMs: 100,
+        hooks: {
+          onRestart: (_r, _e, delay) => {
+            restarts.push(delay);
+            changed.notify();
+          },
+        },
+      },
     );
     await informer.start();
-    await eventually("two restarts", () => restarts.length >= 2, 10_000);
+    await changed.until("two restarts", () => restarts.length >= 2, 10_000);
     expect(informer.hasSynced()).toBe(false);
     expect(restarts[1]).toBe(2 * restarts[0]!);
     cluster.kubectl(["create", "role", "read-cm", "-n", NS, "--verb=list,watch", "--resource=configmaps"]);
@@ -387,7 +406,7 @@ describe("the controller against a real API server", () => {
       "--role=read-cm",
       `--serviceaccount=${NS}:late`,
     ]);
-    await eventually("sync after the grant", () => informer.hasSynced(), 20_000);
+    await informer.waitForSync(20_000);
     await informer.stop();
   });
 
@@ -403,39 +422,34 @@ describe("the controller against a real API server", () => {
     ]);
     cluster.kubectl(["create", "service", "clusterip", "taken", "-n", NS, "--tcp=80:80"]);
     apply("taken", { image: "/x.qcow2" });
-    const secretConflict = await eventually("SecretConflict", () => {
-      const c = condition(emu("taken"), "Degraded");
-      return c?.reason === "SecretConflict" ? c : undefined;
-    });
-    expect(secretConflict.status).toBe("True");
+    const degraded = (reason: string) => () => {
+      const c = condition(view.emulator("taken"), "Degraded");
+      return c?.reason === reason ? c : undefined;
+    };
+    const secretConflict = await view.until("SecretConflict", degraded("SecretConflict"));
+    expect(secretConflict).toMatchObject({ status: "True", observedGeneration: 1 });
     expect(
       getJson<{ data: Record<string, string> }>(cluster, ["secret", "taken-emulator-keys", "-n", NS])?.data,
     ).toEqual({
       mine: Buffer.from("1").toString("base64"),
     });
+    // Neither the Secret nor the Service is watched (not ours: no labels): the controller looks
+    // again every CONFLICT_RECHECK_MS (10 s) by itself; each wait below ends on that re-check.
     cluster.kubectl(["delete", "secret", "taken-emulator-keys", "-n", NS]);
-    await eventually(
-      "ServiceConflict",
-      () => condition(emu("taken"), "Degraded")?.reason === "ServiceConflict",
-      40_000,
-    );
-    expect(getJson(cluster, ["pod", "taken-emulator", "-n", NS])).toBeUndefined();
+    await view.until("ServiceConflict", degraded("ServiceConflict"), 40_000);
+    expect(view.pod("taken-emulator")).toBeUndefined();
+    expect(view.service("taken")?.metadata?.ownerReferences).toBeUndefined();
     cluster.kubectl(["delete", "service", "taken", "-n", NS]);
-    await eventually(
-      "Ready once the way is clear",
-      () =>
-        condition(emu("taken"), "Ready")?.status === "True" ||
-        getJson(cluster, ["pod", "taken-emulator", "-n", NS]),
-      40_000,
-    );
+    const taken = await view.until("taken Ready once the way is clear", () => ready("taken"), 40_000);
+    expect(view.service("taken")?.metadata?.ownerReferences?.[0]?.uid).toBe(taken.metadata.uid);
     cluster.kubectl(["delete", "emu", "taken", "-n", NS, "--wait=false"]);
-    await eventually("taken gone", () => emu("taken") === undefined, 60_000);
+    await gone("taken");
   });
 
   it("deletes an Emulator past its ttlSeconds", async () => {
     apply("short", { image: "/x.qcow2", ttlSeconds: 60 });
-    const created = await eventually("the finalizer and the expiry in status", () => {
-      const e = emu("short");
+    const created = await view.until("the finalizer and the expiry in status", () => {
+      const e = view.emulator("short");
       return e?.metadata.finalizers?.length && e.status?.expiresAt ? e : undefined;
     });
     expect(
@@ -456,10 +470,16 @@ describe("the controller against a real API server", () => {
       now: () => new Date(new Date(created.metadata.creationTimestamp!).getTime() + 61_000),
     });
     await later.reconcile(`${NS}/short`);
-    await eventually("the Emulator gone", () => emu("short") === undefined, 60_000);
+    await gone("short");
+    expect(view.pod("short-emulator")).toBeUndefined();
   });
 
   it("serves /healthz, /readyz and /metrics with reconcile, queue and boot metrics", async () => {
+    // What the gauge counts: the controller's cache, which holds "first" alone by now.
+    await view.until("the controller's cache: first Ready, nothing else", () => {
+      const all = controller.emulators.list() as unknown as Emulator[];
+      return all.length === 1 && all[0]?.metadata.name === "first" && all[0].status?.phase === "Ready";
+    });
     const base = `http://127.0.0.1:${controller.httpPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
@@ -474,28 +494,56 @@ describe("the controller against a real API server", () => {
 
   it("holds the finalizer until the Pod is gone, then removes the Service and the Secret", async () => {
     const stopsBefore = stops.length;
+    const from = view.history.length;
     cluster.kubectl(["delete", "emu", "first", "-n", NS, "--wait=false"]);
-    const terminating = await eventually("Terminating", () => {
-      const e = emu("first");
-      return e?.status?.phase === "Terminating" ? e : undefined;
+    await gone("first");
+    // The watch saw every version (no watch cache): the order is the etcd revisions'.
+    const changes = view.changes("emulator", "first", from).map((c) => ({ ...c, emu: c.object as Emulator }));
+    const terminating = changes.find((c) => c.emu.status?.phase === "Terminating");
+    expect(terminating?.emu.metadata).toMatchObject({
+      deletionTimestamp: expect.anything(),
+      finalizers: ["emulator.hexclave.com/stop-vm"],
     });
-    expect(terminating.metadata.deletionTimestamp).toBeDefined();
-    await eventually("the Emulator gone", () => emu("first") === undefined, 60_000);
-    expect(stops.length).toBe(stopsBefore + 1);
-    expect(getJson(cluster, ["pod", "first-emulator", "-n", NS])).toBeUndefined();
-    expect(getJson(cluster, ["service", "first", "-n", NS])).toBeUndefined();
-    expect(getJson(cluster, ["secret", "first-emulator-keys", "-n", NS])).toBeUndefined();
-    expect(eventsFor("first")).toEqual(expect.arrayContaining(["Stopping", "Stopped"]));
+    const deletedAt = (kind: Seen["kind"], name: string) => {
+      const d = view.changes(kind, name, from).find((c) => c.type === "delete");
+      expect(d, `${kind} ${name} deleted`).toBeDefined();
+      return d!.rv;
+    };
+    const emuGone = deletedAt("emulator", "first");
+    const podGone = deletedAt("pod", "first-emulator");
+    expect(podGone).toBeLessThan(emuGone);
+    for (const [kind, name] of [
+      ["service", "first"],
+      ["secret", "first-emulator-keys"],
+    ] as const) {
+      const at = deletedAt(kind, name);
+      expect(at, `${kind} ${name} after the Pod`).toBeGreaterThan(podGone);
+      expect(at, `${kind} ${name} before the Emulator`).toBeLessThan(emuGone);
+    }
+    expect(stops.slice(stopsBefore)).toEqual(["first-emulator"]);
+    await eventsInclude("first", ["Stopping", "Stopped"]);
   });
 
   it("elects one leader through the Lease; a standby takes over when it steps down", async () => {
+    const seenLeaders: string[] = [];
     const standby = new EmulatorController(
       cluster.withToken(controllerToken),
       { ...options, identity: "replica-2" },
-      { log: () => undefined },
+      {
+        log: () => undefined,
+        hooks: {
+          newLeader: (id) => {
+            seenLeaders.push(id);
+            view.notify();
+          },
+          startedLeading: () => view.notify(),
+        },
+      },
     );
+    standby.emulators.onChange(() => view.notify());
     await standby.start();
-    await new Promise((r) => setTimeout(r, 2_000));
+    // The standby's first try read the Lease, fresh in replica-1's hands: it stays a standby.
+    await view.until("the standby to see replica-1 lead", () => seenLeaders.includes("replica-1"));
     expect(controller.isLeader()).toBe(true);
     expect(standby.isLeader()).toBe(false);
     const lease = () =>
@@ -506,18 +554,16 @@ describe("the controller against a real API server", () => {
         CONTROLLER_NS,
       ]);
     expect(lease()?.spec.holderIdentity).toBe("replica-1");
-    await controller.stop();
-    await eventually("replica-2 leads", () => standby.isLeader(), 15_000);
+    const old = controller;
+    controller = standby;
+    await old.stop();
+    await view.until("replica-2 leads", () => standby.isLeader(), 15_000);
     expect(lease()?.spec.holderIdentity).toBe("replica-2");
+    expect(seenLeaders).toEqual(["replica-1", "replica-2"]);
     // The new leader reconciles: a new Emulator gets its Pod.
     apply("after-failover", { image: "/x.qcow2" });
-    await eventually(
-      "a Pod from the new leader",
-      () => getJson(cluster, ["pod", "after-failover-emulator", "-n", NS]),
-      30_000,
-    );
+    await view.until("a Pod from the new leader", () => view.pod("after-failover-emulator"), 30_000);
     cluster.kubectl(["delete", "emu", "after-failover", "-n", NS, "--wait=false"]);
-    await eventually("cleanup by the new leader", () => emu("after-failover") === undefined, 60_000);
-    controller = standby;
+    await gone("after-failover");
   });
 });

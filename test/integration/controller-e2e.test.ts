@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, startTestCluster, type TestCluster } from "../support/controller-apiserver.js";
 import {
   applyCrd,
+  ClusterView,
   CONTROLLER_NS,
   controllerServiceAccount,
-  eventually,
   getJson,
 } from "../support/controller-env.js";
 import { FakeKubelet, localProcess } from "../support/controller-kubelet.js";
@@ -38,11 +38,21 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
   let cluster: TestCluster;
   let controller: EmulatorController;
   let kubelet: FakeKubelet;
+  let view: ClusterView;
   const scratch = mkdtempSync(join(tmpdir(), "hxe-e2e-"));
   const runMount = join(scratch, "run");
   const emu = (name: string) => getJson<Emulator>(cluster, ["emulator", name, "-n", NS]);
   const condition = (e: Emulator | undefined, type: string) =>
     e?.status?.conditions?.find((c) => c.type === type);
+  /** Ready, from the watch; a Degraded condition on the way is kept as the reason should it time out. */
+  const ready = (name: string) => () => {
+    const e = view.emulator(name);
+    if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
+    return condition(e, "Ready")?.status === "True" ? e : undefined;
+  };
+  const gone = (name: string, timeoutMs: number) =>
+    view.until(`${name} gone`, () => !view.emulator(name), timeoutMs, kubeletLog);
+  const kubeletLog = () => `kubelet: ${kubelet.log.slice(-6).join("; ")}; logs: ${agentLogs()}`;
   const manifest = (name: string) => {
     const path = join(scratch, `${name}.yaml`);
     writeFileSync(
@@ -76,6 +86,8 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
     applyCrd(cluster);
     createNamespace(cluster, NS);
     const token = controllerServiceAccount(cluster, "e2e-leader");
+    view = new ClusterView(cluster.admin(), NS);
+    await view.start();
     const options = controllerOptions({
       namespace: CONTROLLER_NS,
       identity: "e2e",
@@ -111,6 +123,7 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
   afterAll(async () => {
     await controller?.stop();
     await kubelet?.stop();
+    await view?.stop();
     await stopVm(runPaths(join(runMount, "run")), 5).catch(() => undefined);
     await cluster?.stop();
     if (!process.env.HEXCLAVE_KEEP_K8S_DIR) rmSync(scratch, { recursive: true, force: true });
@@ -122,29 +135,22 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
       .map((f) => f)
       .join(", ");
 
-  let firstStartup = 0;
+  const phasesOf = (e: Emulator) => Object.keys(e.status?.timings ?? {});
   it("comes up Ready: captured, resumed, rotated to the Secret's keys, its endpoints answering", async () => {
     cluster.kubectl(["apply", "-f", manifest("first")]);
-    const ready = await eventually(
-      `Ready (kubelet: ${kubelet.log.slice(-5).join("; ")}; logs: ${agentLogs()})`,
-      () => {
-        const e = emu("first");
-        if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
-        return condition(e, "Ready")?.status === "True" ? e : undefined;
-      },
-      240_000,
-    );
-    expect(ready.status).toMatchObject({
+    const first = await view.until("first Ready", ready("first"), 240_000, kubeletLog);
+    expect(first.status).toMatchObject({
       phase: "Ready",
       bootMode: "resume",
       node: "local-node",
       secretName: "first-emulator-keys",
     });
-    expect(condition(ready, "SnapshotResumed")).toMatchObject({ status: "True", reason: "Resumed" });
-    expect(condition(ready, "SecretsRotated")).toMatchObject({ status: "True", reason: "Rotated" });
-    expect(ready.status?.snapshotKey).toMatch(/\S/);
-    firstStartup = ready.status!.startupSeconds!;
-    expect(firstStartup).toBeGreaterThan(0);
+    expect(condition(first, "SnapshotResumed")).toMatchObject({ status: "True", reason: "Resumed" });
+    expect(condition(first, "SecretsRotated")).toMatchObject({ status: "True", reason: "Rotated" });
+    expect(first.status?.snapshotKey).toMatch(/\S/);
+    expect(first.status!.startupSeconds!).toBeGreaterThan(0);
+    // The node's store was empty: the agent captured first, then resumed.
+    expect(phasesOf(first)).toEqual(expect.arrayContaining(["capture-boot", "resume-migrate"]));
     // The agent ran with what the controller put in the Pod: its env, the Secret as files.
     const env = kubelet.envs.get("first-emulator")!;
     expect(env).toMatchObject({
@@ -165,11 +171,7 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
     expect(isAlive(pid)).toBe(true);
     // --wait=false: kubectl runs synchronously here, and the controller and kubelet share this process.
     cluster.kubectl(["delete", "-f", manifest("first"), "--wait=false"]);
-    await eventually(
-      `the Emulator gone (kubelet: ${kubelet.log.slice(-6).join("; ")})`,
-      () => emu("first") === undefined,
-      120_000,
-    );
+    await gone("first", 120_000);
     expect(emu("first")).toBeUndefined();
     expect(isAlive(pid)).toBe(false);
     expect(kubelet.log).toEqual(
@@ -186,19 +188,13 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
 
   it("resumes the next Emulator on this node from the store, with its own keys", async () => {
     cluster.kubectl(["apply", "-f", manifest("second")]);
-    const ready = await eventually(
-      "the second Emulator Ready",
-      () => {
-        const e = emu("second");
-        if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
-        return condition(e, "Ready")?.status === "True" ? e : undefined;
-      },
-      180_000,
-    );
-    expect(ready.status?.bootMode).toBe("resume");
-    expect(ready.status!.startupSeconds!).toBeLessThan(firstStartup);
+    const second = await view.until("second Ready", ready("second"), 180_000, kubeletLog);
+    expect(second.status?.bootMode).toBe("resume");
+    // From the store: no capture this time.
+    expect(phasesOf(second)).toContain("resume-migrate");
+    expect(phasesOf(second).filter((p) => p.startsWith("capture"))).toEqual([]);
     expect(await fingerprint()).toBe(sha256(secretKey("second")));
     cluster.kubectl(["delete", "emu", "second", "-n", NS, "--wait=false"]);
-    await eventually("the second Emulator gone", () => emu("second") === undefined, 120_000);
+    await gone("second", 120_000);
   });
 });

@@ -2,10 +2,24 @@
  * The pieces the controller's API-server tests share: the CRD applied, the
  * controller's ServiceAccount with exactly the rules of src/controller/rbac.ts
  * (the chart test checks the chart grants the same), a token for it, and
- * a way to wait for a condition.
+ * waits that end on the event that makes them true: a ClusterView watches
+ * the namespace (informers, as the controller does) and re-checks every
+ * wait on every change it sees.
  */
 import { join } from "node:path";
 import { stringify } from "yaml";
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1Pod,
+  type V1Secret,
+  type V1Service,
+} from "@kubernetes/client-node";
+import { GROUP, PLURAL, VERSION, type Emulator } from "../../src/controller/crd/types.js";
+import { ResilientInformer } from "../../src/controller/kube/informer.js";
 import { CONTROLLER_PERMISSIONS, LEASE_PERMISSIONS } from "../../src/controller/rbac.js";
 import { REPO_ROOT } from "./tools.js";
 import { serviceAccountToken, type TestCluster } from "./controller-apiserver.js";
@@ -66,23 +80,155 @@ export function controllerServiceAccount(cluster: TestCluster, leaseName: string
   return serviceAccountToken(cluster, CONTROLLER_NS, CONTROLLER_SA);
 }
 
-export async function eventually<T>(
-  what: string,
-  fn: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    await new Promise((r) => setTimeout(r, 100));
+/**
+ * Waits re-checked on every notify(): each ends on the change that makes it
+ * true. The timeout is a failure deadline only, never how long a wait takes.
+ */
+export class Signal {
+  private readonly checks = new Set<() => void>();
+
+  notify(): void {
+    for (const c of [...this.checks]) c();
+  }
+
+  /**
+   * Resolves with the first value of `check` that is neither undefined nor false, checked now and
+   * on every notify(). A throw counts as "not yet" (its message is kept for the timeout's error).
+   */
+  until<T>(
+    what: string,
+    check: () => T | undefined | false,
+    timeoutMs = 30_000,
+    detail?: () => string,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let last: unknown;
+      const finish = () => {
+        clearTimeout(timer);
+        this.checks.delete(run);
+      };
+      const run = () => {
+        try {
+          const v = check();
+          if (v === undefined || v === false) return;
+          finish();
+          resolve(v);
+        } catch (err) {
+          last = err;
+        }
+      };
+      const timer = setTimeout(() => {
+        finish();
+        const why = last ? `: ${(last as Error).message}` : "";
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}${why}${detail ? ` (${detail()})` : ""}`,
+          ),
+        );
+      }, timeoutMs);
+      this.checks.add(run);
+      run();
+    });
+  }
+}
+
+/** One change a ClusterView saw. `rv` is the etcd revision of it: one order across every kind. */
+export interface Seen {
+  kind: "emulator" | "pod" | "service" | "secret" | "event";
+  type: "add" | "update" | "delete";
+  name: string;
+  rv: number;
+  object: KubernetesObject;
+}
+
+type CoreEvent = KubernetesObject & { reason?: string; involvedObject?: { name?: string } };
+
+/** Watches one namespace's Emulators, Pods, Services, Secrets and Events; every change re-checks the waits. */
+export class ClusterView extends Signal {
+  /** Every change seen, in the order it arrived. */
+  readonly history: Seen[] = [];
+  private readonly informers: Record<Seen["kind"], ResilientInformer<KubernetesObject>>;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly namespace: string,
+  ) {
+    super();
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const ns = namespace;
+    const lists = {
+      emulator: [
+        `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
+        () =>
+          custom.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: ns,
+          }),
+      ],
+      pod: [`/api/v1/namespaces/${ns}/pods`, () => core.listNamespacedPod({ namespace: ns })],
+      service: [`/api/v1/namespaces/${ns}/services`, () => core.listNamespacedService({ namespace: ns })],
+      secret: [`/api/v1/namespaces/${ns}/secrets`, () => core.listNamespacedSecret({ namespace: ns })],
+      event: [`/api/v1/namespaces/${ns}/events`, () => core.listNamespacedEvent({ namespace: ns })],
+    } as const;
+    this.informers = Object.fromEntries(
+      Object.entries(lists).map(([kind, [path, list]]) => {
+        const inf = new ResilientInformer<KubernetesObject>(
+          kind,
+          kc,
+          path,
+          list as () => Promise<KubernetesListObject<KubernetesObject>>,
+          { minBackoffMs: 100 },
+        );
+        inf.onChange((type, object) => {
+          this.history.push({
+            kind: kind as Seen["kind"],
+            type,
+            name: object.metadata?.name ?? "",
+            rv: Number(object.metadata?.resourceVersion ?? 0),
+            object,
+          });
+          this.notify();
+        });
+        return [kind, inf];
+      }),
+    ) as ClusterView["informers"];
+  }
+
+  async start(): Promise<void> {
+    const all = Object.values(this.informers);
+    await Promise.all(all.map((i) => i.start()));
+    await Promise.all(all.map((i) => i.waitForSync(60_000)));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+  }
+
+  emulator(name: string): Emulator | undefined {
+    return this.informers.emulator.get(name, this.namespace) as unknown as Emulator | undefined;
+  }
+  pod(name: string): V1Pod | undefined {
+    return this.informers.pod.get(name, this.namespace) as V1Pod | undefined;
+  }
+  service(name: string): V1Service | undefined {
+    return this.informers.service.get(name, this.namespace) as V1Service | undefined;
+  }
+  secret(name: string): V1Secret | undefined {
+    return this.informers.secret.get(name, this.namespace) as V1Secret | undefined;
+  }
+  /** The reasons of the Events recorded on an object of that name. */
+  eventReasons(involved: string): string[] {
+    return (this.informers.event.list(this.namespace) as CoreEvent[])
+      .filter((e) => e.involvedObject?.name === involved)
+      .map((e) => e.reason ?? "");
+  }
+
+  /** The changes of one object seen since `from` (an index into history). */
+  changes(kind: Seen["kind"], name: string, from = 0): Seen[] {
+    return this.history.slice(from).filter((h) => h.kind === kind && h.name === name);
   }
 }
 

@@ -6,7 +6,9 @@
  * local process or an in-process fake), runs the readiness probe, writes the
  * Pod's status, and on deletion sends SIGTERM, waits, and confirms the
  * deletion with grace 0 as the kubelet does. Everything it does goes through
- * the real API server.
+ * the real API server. Each Pod gets its own IP, a loopback address
+ * (127.0.1.x: all of 127/8 is loopback on Linux), so two Pods can listen on
+ * the same port as they would in a cluster.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -22,7 +24,12 @@ export interface Container {
   terminate(): void;
 }
 
-export type RunContainer = (pod: V1Pod, env: Record<string, string>, termLog: string) => Container;
+export type RunContainer = (
+  pod: V1Pod,
+  env: Record<string, string>,
+  termLog: string,
+  podIP: string,
+) => Container;
 
 /** Runs the container's command as a local process with the Pod's env (plus PATH and HOME). */
 export const localProcess =
@@ -54,6 +61,7 @@ export const localProcess =
 
 interface Running {
   uid: string;
+  ip: string;
   container: Container;
   exitCode?: number;
   ready: boolean;
@@ -65,6 +73,7 @@ export class FakeKubelet {
   private readonly running = new Map<string, Running>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
+  private pods = 0;
   readonly log: string[] = [];
   /** What the containers were started with, by Pod name. */
   readonly envs = new Map<string, Record<string, string>>();
@@ -148,7 +157,9 @@ export class FakeKubelet {
       const env = this.materialise(pod, secrets);
       this.envs.set(name, env);
       const termLog = join(this.scratch, `${uid}.termination-log`);
-      r = { uid, container: this.run(pod, env, termLog), ready: false, terminating: false };
+      const n = this.pods++;
+      const ip = `127.0.${1 + Math.floor(n / 250)}.${2 + (n % 250)}`;
+      r = { uid, ip, container: this.run(pod, env, termLog, ip), ready: false, terminating: false };
       this.running.set(uid, r);
       const started = r;
       void started.container.exited.then((code) => {
@@ -158,7 +169,7 @@ export class FakeKubelet {
       await this.writeStatus(pod, r, termLog);
       return;
     }
-    const ready = r.exitCode === undefined && (await this.probe(pod));
+    const ready = r.exitCode === undefined && (await this.probe(pod, r.ip));
     if (ready !== r.ready || (r.exitCode !== undefined && pod.status?.phase === "Running")) {
       r.ready = ready;
       await this.writeStatus(pod, r, join(this.scratch, `${uid}.termination-log`));
@@ -213,14 +224,14 @@ export class FakeKubelet {
     return out;
   }
 
-  private async probe(pod: V1Pod): Promise<boolean> {
+  private async probe(pod: V1Pod, ip: string): Promise<boolean> {
     const c = pod.spec!.containers[0]!;
     const get = c.readinessProbe?.httpGet;
     if (!get) return true;
     const port =
       typeof get.port === "number" ? get.port : c.ports?.find((p) => p.name === get.port)?.containerPort;
     try {
-      const res = await fetch(`http://127.0.0.1:${port}${get.path ?? "/"}`, {
+      const res = await fetch(`http://${ip}:${port}${get.path ?? "/"}`, {
         signal: AbortSignal.timeout(2000),
       });
       return res.status >= 200 && res.status < 400;
@@ -241,8 +252,8 @@ export class FakeKubelet {
     const status: V1PodStatus = {
       phase: exited ? (r.exitCode === 0 ? "Succeeded" : "Failed") : "Running",
       hostIP: "127.0.0.1",
-      podIP: "127.0.0.1",
-      podIPs: [{ ip: "127.0.0.1" }],
+      podIP: r.ip,
+      podIPs: [{ ip: r.ip }],
       startTime: pod.status?.startTime ?? now,
       conditions: [
         cond("PodScheduled", true),

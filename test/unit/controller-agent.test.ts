@@ -6,6 +6,7 @@ import { agentConfig, readKeys, runAgent } from "../../src/controller/agent/agen
 import { generateKeys, SECRET_KEYS } from "../../src/controller/objects/secret.js";
 import { checkSecrets } from "../../src/engine/guest/rotation.js";
 import type { StartResult } from "../../src/engine/lifecycle/start.js";
+import { FakeClock } from "../support/controller-clock.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hxe-agent-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,14 +57,17 @@ describe("the agent's report", () => {
     let handed: unknown;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    const clock = new FakeClock();
     const agent = await runAgent(
       { ...base, HEXCLAVE_AGENT_PORT: "0", HEXCLAVE_AGENT_KEYS_DIR: d, HEXCLAVE_AGENT_EMULATOR: "ns/e" },
       {
         host: "127.0.0.1",
         log: () => undefined,
+        clock,
         start: async (_config, _sink, options) => {
           handed = options.secrets;
           await gate;
+          clock.advance(900);
           return {
             bootMode: "resume",
             captured: false,
@@ -84,16 +88,40 @@ describe("the agent's report", () => {
     const status = async () => (await fetch(`http://127.0.0.1:${agent.port}/status`)).json();
     expect(await status()).toMatchObject({ state: "starting", emulator: "ns/e" });
     release();
-    await new Promise((r) => setTimeout(r, 50));
+    expect(await agent.reached(["ready", "failed"])).toMatchObject({ state: "ready" });
     expect(handed).toEqual(keys);
     expect(await status()).toMatchObject({
       state: "ready",
       bootMode: "resume",
       rotatedToSecret: true,
       strategy: "template",
+      startupSeconds: 0.9,
     });
     expect(JSON.stringify(await status())).not.toContain(keys.publishableClientKey);
     await agent.stop();
     expect(await agent.done).toBe(0);
+  });
+
+  it("says why it failed on /status for failLingerMs, then exits 1", async () => {
+    const clock = new FakeClock();
+    const agent = await runAgent(
+      { ...base, HEXCLAVE_AGENT_PORT: "0" },
+      {
+        host: "127.0.0.1",
+        log: () => undefined,
+        clock,
+        failLingerMs: 5_000,
+        start: () => Promise.reject(new Error("no QEMU here")),
+      },
+    );
+    expect(await agent.reached(["failed"])).toMatchObject({ error: { message: /no QEMU here/ } });
+    let exited: number | undefined;
+    void agent.done.then((code) => (exited = code));
+    clock.advance(4_999);
+    const status = await (await fetch(`http://127.0.0.1:${agent.port}/status`)).json();
+    expect(status).toMatchObject({ state: "failed", error: { code: "AGENT_FAILED" } });
+    expect(exited).toBeUndefined();
+    clock.advance(1);
+    expect(await agent.done).toBe(1);
   });
 });

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { WorkQueue } from "../../src/controller/queue/work-queue.js";
 import {
   BucketRateLimiter,
@@ -6,8 +6,16 @@ import {
   ItemExponentialFailureRateLimiter,
   MaxOfRateLimiter,
 } from "../../src/controller/queue/rate-limit.js";
+import { FakeClock } from "../support/controller-clock.js";
 
 const noLimit = () => new ItemExponentialFailureRateLimiter<string>(0, 0);
+
+/** A promise with its resolve function. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
 
 describe("work queue", () => {
   it("hands out an item added twice only once", async () => {
@@ -36,34 +44,53 @@ describe("work queue", () => {
     expect(q.len()).toBe(0);
   });
 
-  it("runs one reconcile per key at a time across concurrent workers", async () => {
+  it("runs one reconcile per key at a time across concurrent workers, folding the adds made meanwhile", async () => {
     const q = new WorkQueue<string>({ rateLimiter: noLimit() });
     const running = new Set<string>();
+    const runs: string[] = [];
     let overlaps = 0;
-    let runs = 0;
+    // Each run is held until the test releases it; `started` hands the test every run as it begins.
+    const started: { item: string; release: () => void }[] = [];
+    let onStart = deferred();
+    const nextStarts = async (n: number) => {
+      while (started.length < n) {
+        await onStart.promise;
+        onStart = deferred();
+      }
+      return started.splice(0, n);
+    };
     const worker = async () => {
       for (;;) {
         const { item, shutdown } = await q.get();
         if (shutdown) return;
         if (running.has(item)) overlaps += 1;
         running.add(item);
-        await new Promise((r) => setTimeout(r, 2));
-        runs += 1;
+        const hold = deferred();
+        started.push({ item, release: hold.resolve });
+        onStart.resolve();
+        await hold.promise;
+        runs.push(item);
         running.delete(item);
         q.done(item);
       }
     };
     const workers = [worker(), worker(), worker(), worker()];
-    for (let i = 0; i < 50; i++) {
-      q.add(`k${i % 3}`);
-      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 1));
-    }
-    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 3; i++) q.add(`k${i}`);
+    const first = await nextStarts(3);
+    expect(first.map((s) => s.item).sort()).toEqual(["k0", "k1", "k2"]);
+    // 50 adds of the three keys being processed: none is handed to the idle fourth worker.
+    for (let i = 0; i < 50; i++) q.add(`k${i % 3}`);
+    expect(q.len()).toBe(0);
+    for (const s of first) s.release();
+    // Each key runs exactly once more: the adds made while it ran fold into one.
+    const second = await nextStarts(3);
+    expect(second.map((s) => s.item).sort()).toEqual(["k0", "k1", "k2"]);
+    expect(q.len()).toBe(0);
+    for (const s of second) s.release();
     q.shutDown();
     await Promise.all(workers);
     expect(overlaps).toBe(0);
-    expect(runs).toBeGreaterThanOrEqual(3);
-    expect(runs).toBeLessThan(50);
+    expect(runs.sort()).toEqual(["k0", "k0", "k1", "k1", "k2", "k2"]);
   });
 
   it("wakes waiting getters on shutdown and ignores adds after it", async () => {
@@ -94,37 +121,45 @@ describe("work queue", () => {
     expect(depth).toEqual([1, 2, 1, 2]);
   });
 
-  describe("with a clock", () => {
-    beforeEach(() => {
-      vi.useFakeTimers();
-    });
-    afterEach(() => {
-      vi.useRealTimers();
-    });
-
+  describe("on a fake clock", () => {
     it("delays addAfter and keeps the earliest time for a key added twice", () => {
-      const q = new WorkQueue<string>({ rateLimiter: noLimit() });
+      const clock = new FakeClock();
+      const q = new WorkQueue<string>({ rateLimiter: noLimit(), clock });
       q.addAfter("k", 1000);
       q.addAfter("k", 300);
       q.addAfter("k", 5000);
-      vi.advanceTimersByTime(299);
+      expect(clock.pending()).toBe(1);
+      clock.advance(299);
       expect(q.len()).toBe(0);
-      vi.advanceTimersByTime(1);
+      clock.advance(1);
       expect(q.len()).toBe(1);
-      vi.advanceTimersByTime(10_000);
+      clock.advance(10_000);
       expect(q.len()).toBe(1);
+      expect(clock.pending()).toBe(0);
+    });
+
+    it("drops its delayed adds on shutdown", () => {
+      const clock = new FakeClock();
+      const q = new WorkQueue<string>({ rateLimiter: noLimit(), clock });
+      q.addAfter("k", 100);
+      q.shutDown();
+      expect(clock.pending()).toBe(0);
+      clock.advance(1000);
+      expect(q.len()).toBe(0);
     });
 
     it("backs off a failing key exponentially and forgets it on success", async () => {
+      const clock = new FakeClock();
       const q = new WorkQueue<string>({
         rateLimiter: new ItemExponentialFailureRateLimiter<string>(5, 1000),
+        clock,
       });
       const delays: number[] = [];
       for (let i = 0; i < 10; i++) {
-        const t0 = Date.now();
+        const t0 = clock.now();
         q.addRateLimited("k");
-        while (q.len() === 0) vi.advanceTimersByTime(1);
-        delays.push(Date.now() - t0);
+        while (q.len() === 0) clock.advance(1);
+        delays.push(clock.now() - t0);
         const { item } = await q.get();
         q.done(item!);
       }
@@ -168,5 +203,17 @@ describe("rate limiters", () => {
     m.forget("q");
     expect(m.numRequeues("q")).toBe(0);
     now += 1;
+  });
+
+  it("the queue's default limiter takes its time from the queue's clock", () => {
+    const clock = new FakeClock();
+    const q = new WorkQueue<string>({ clock });
+    // The default bucket allows a burst of 100 retries, then 10 per second of the queue's clock.
+    for (let i = 0; i < 100; i++) q.addRateLimited(`k${i}`);
+    q.addRateLimited("over");
+    clock.advance(99);
+    expect(q.len()).toBe(100);
+    clock.advance(1);
+    expect(q.len()).toBe(101);
   });
 });

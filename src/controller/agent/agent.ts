@@ -22,6 +22,7 @@ import { isAlive, readPidFile } from "../../engine/qemu/process.js";
 import { pullImage } from "../../engine/image/pull.js";
 import { checkSecrets, type RotatedSecrets } from "../../engine/guest/rotation.js";
 import type { EngineEvent } from "../../engine/lifecycle/events.js";
+import { realClock, type Clock } from "../clock.js";
 import { startProbeServer, type ProbeServer } from "../http/probe-server.js";
 import { SECRET_KEYS } from "../objects/secret.js";
 import { AGENT_ENV, type AgentReport } from "./contract.js";
@@ -36,11 +37,15 @@ export interface AgentDeps {
   /** How long a failed agent keeps answering /status before it exits (default 10 s). */
   failLingerMs?: number;
   host?: string;
+  /** Time for the report, the health cache, the fail linger and the VM watch (the wall clock by default). */
+  clock?: Clock;
 }
 
 export interface RunningAgent {
   port: number;
   report(): AgentReport;
+  /** Resolves with the report once its state is one of `states` (at once if it is already). */
+  reached(states: readonly AgentReport["state"][]): Promise<AgentReport>;
   /** Resolves with the process exit code once the agent is done (stopped or failed). */
   done: Promise<number>;
   stop(): Promise<void>;
@@ -83,12 +88,27 @@ export function agentConfig(env: NodeJS.ProcessEnv): EmulatorConfig {
 
 export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Promise<RunningAgent> {
   const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const t0 = Date.now();
+  const clock = deps.clock ?? realClock;
+  const t0 = clock.now();
   const report: AgentReport = {
     state: "starting",
     emulator: env[AGENT_ENV.emulator],
     startedAt: new Date(t0).toISOString(),
   };
+  const watchers = new Set<() => void>();
+  const changed = () => {
+    for (const w of [...watchers]) w();
+  };
+  const reached = (states: readonly AgentReport["state"][]) =>
+    new Promise<AgentReport>((resolve) => {
+      const check = () => {
+        if (!states.includes(report.state)) return;
+        watchers.delete(check);
+        resolve(report);
+      };
+      watchers.add(check);
+      check();
+    });
   let config: EmulatorConfig | undefined;
   let healthCache: { at: number; problem: string | undefined } | undefined;
   let finish!: (code: number) => void;
@@ -102,7 +122,7 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
   };
   const readyz = async (): Promise<string | undefined> => {
     if (report.state !== "ready" || !config) return `the emulator is ${report.state}`;
-    if (healthCache && Date.now() - healthCache.at < 1000) return healthCache.problem;
+    if (healthCache && clock.now() - healthCache.at < 1000) return healthCache.problem;
     let problem: string | undefined;
     if (!vmAlive()) problem = "the VM is not running";
     else {
@@ -112,7 +132,7 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
       problem =
         bad.length > 0 ? `unhealthy: ${bad.map((s) => `${s.name} (${s.detail})`).join(", ")}` : undefined;
     }
-    healthCache = { at: Date.now(), problem };
+    healthCache = { at: clock.now(), problem };
     return problem;
   };
   const port = Number(env[AGENT_ENV.port] ?? 8090);
@@ -129,6 +149,7 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
     stopping ??= (async () => {
       const wasReady = report.state === "ready";
       report.state = "stopping";
+      changed();
       if (config) {
         const r = await stopVm(runPaths(config.runDir), config.stopGraceSec, (e) =>
           log(`[agent] ${eventLine(e)}`),
@@ -159,24 +180,21 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
         /* best effort */
       }
     }
-    const linger = setTimeout(() => void stop(), deps.failLingerMs ?? 10_000);
-    linger.unref?.();
+    clock.setTimeout(() => void stop(), deps.failLingerMs ?? 10_000);
+    changed();
   };
 
   // A VM that dies under a ready agent fails the Pod, so the kubelet restarts it.
   const watchVm = () => {
-    const timer = setInterval(() => {
-      if (report.state !== "ready") return clearInterval(timer);
-      if (!vmAlive()) {
-        clearInterval(timer);
-        fail(
-          new EngineError("VM_EXITED", "the VM exited under a ready agent", {
-            hint: "see serial.log in the run directory",
-          }),
-        );
-      }
+    clock.setTimeout(() => {
+      if (report.state !== "ready") return;
+      if (vmAlive()) return watchVm();
+      fail(
+        new EngineError("VM_EXITED", "the VM exited under a ready agent", {
+          hint: "see serial.log in the run directory",
+        }),
+      );
     }, 2_000);
-    timer.unref?.();
   };
 
   void (async () => {
@@ -195,10 +213,11 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
       const start = deps.start ?? engineStart;
       const result = await start(config, (e) => log(`[agent] ${eventLine(e)}`), { secrets });
       if (stopping) return;
+      const readyAt = clock.now();
       Object.assign(report, {
         state: "ready",
-        readyAt: new Date().toISOString(),
-        startupSeconds: (Date.now() - t0) / 1000,
+        readyAt: new Date(readyAt).toISOString(),
+        startupSeconds: (readyAt - t0) / 1000,
         bootMode: result.bootMode,
         fallbackReason: result.fallbackReason,
         snapshotKey: result.snapshotKey,
@@ -214,13 +233,14 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
         `[agent] ready: ${result.bootMode}${result.fallbackReason ? ` (${result.fallbackReason})` : ""} in ${report.startupSeconds} s`,
       );
       watchVm();
+      changed();
     } catch (err) {
       if (stopping) return;
       fail(err);
     }
   })();
 
-  return { port: server.port, report: () => report, done, stop };
+  return { port: server.port, report: () => report, reached, done, stop };
 }
 
 function eventLine(e: EngineEvent): string {

@@ -39,9 +39,16 @@ export interface EmulatorApi {
 
 export interface OwnedApi {
   listPods(namespace: string | undefined, labelSelector: string): Promise<V1PodList>;
+  /**
+   * The Pod of that name as the API has it now, whatever its labels (the informer sees only
+   * ours); undefined when there is none. A list by name: the RBAC grants list, not get.
+   */
+  readPod(namespace: string, name: string): Promise<V1Pod | undefined>;
   createPod(pod: V1Pod): Promise<V1Pod>;
   deletePod(namespace: string, name: string, uid: string, graceSec: number): Promise<void>;
   listServices(namespace: string | undefined, labelSelector: string): Promise<V1ServiceList>;
+  /** The Service of that name as the API has it now, like readPod. */
+  readService(namespace: string, name: string): Promise<V1Service | undefined>;
   createService(svc: V1Service): Promise<V1Service>;
   replaceService(svc: V1Service): Promise<V1Service>;
   deleteService(namespace: string, name: string, uid: string): Promise<void>;
@@ -72,6 +79,7 @@ export function controllerApi(kc: KubeConfig): ControllerApi {
     name: o.metadata?.name ?? "",
   });
   const preconditions = (uid: string) => ({ preconditions: { uid } });
+  const byName = (name: string) => `metadata.name=${name}`;
   return {
     listEmulators: (namespace) =>
       call(`list ${PLURAL}`, () =>
@@ -110,6 +118,12 @@ export function controllerApi(kc: KubeConfig): ControllerApi {
           ? core.listNamespacedPod({ namespace, labelSelector })
           : core.listPodForAllNamespaces({ labelSelector }),
       ),
+    readPod: async (namespace, name) => {
+      const list = await call(`get pod ${namespace}/${name}`, () =>
+        core.listNamespacedPod({ namespace, fieldSelector: byName(name) }),
+      );
+      return list.items[0];
+    },
     createPod: (pod) =>
       call(`create pod ${pod.metadata?.name}`, () =>
         core.createNamespacedPod({ ...nameOf(pod), body: pod, fieldManager }),
@@ -130,6 +144,12 @@ export function controllerApi(kc: KubeConfig): ControllerApi {
           ? core.listNamespacedService({ namespace, labelSelector })
           : core.listServiceForAllNamespaces({ labelSelector }),
       ),
+    readService: async (namespace, name) => {
+      const list = await call(`get service ${namespace}/${name}`, () =>
+        core.listNamespacedService({ namespace, fieldSelector: byName(name) }),
+      );
+      return list.items[0];
+    },
     createService: (svc) =>
       call(`create service ${svc.metadata?.name}`, () =>
         core.createNamespacedService({ ...nameOf(svc), body: svc, fieldManager }),

@@ -27,6 +27,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private synced = false;
   private backoffMs: number;
   private restartTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly syncWaiters = new Set<() => void>();
   /** Lists made so far (the first one, then one per restart or 410). */
   lists = 0;
   restarts = 0;
@@ -46,10 +47,15 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.backoffMs = opts.minBackoffMs ?? 500;
     const listAndMark = async () => {
       const result = await list();
-      this.lists += 1;
-      this.synced = true;
-      this.backoffMs = this.opts.minBackoffMs ?? 500;
-      this.opts.hooks?.onList?.(this.resource);
+      // makeInformer fills its cache from the list once this returns, within the same run of
+      // microtasks: "synced" is announced after that, so a waiter finds the listed objects.
+      setImmediate(() => {
+        this.lists += 1;
+        this.synced = true;
+        this.backoffMs = this.opts.minBackoffMs ?? 500;
+        this.opts.hooks?.onList?.(this.resource);
+        for (const w of [...this.syncWaiters]) w();
+      });
       return result;
     };
     this.inner = makeInformer<T>(kc, path, listAndMark, opts.labelSelector);
@@ -88,14 +94,21 @@ export class ResilientInformer<T extends KubernetesObject> {
     }
   }
 
-  /** Resolves once the first list has landed (or rejects after `timeoutMs`). */
-  async waitForSync(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.synced) {
-      if (Date.now() > deadline)
-        throw new Error(`the ${this.resource} informer did not sync within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  /** Resolves when the first list has landed; rejects if it has not after `timeoutMs`. */
+  waitForSync(timeoutMs: number): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.syncWaiters.delete(synced);
+        reject(new Error(`the ${this.resource} informer did not sync within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const synced = () => {
+        clearTimeout(timer);
+        this.syncWaiters.delete(synced);
+        resolve();
+      };
+      this.syncWaiters.add(synced);
+    });
   }
 
   async stop(): Promise<void> {

@@ -2,7 +2,10 @@
  * Rate limiters with client-go's semantics (k8s.io/client-go/util/workqueue):
  * `when(item)` says how long to wait before the item may be retried,
  * `forget(item)` resets its history, `numRequeues(item)` counts its failures.
+ * The token bucket reads time from an injected `now` (the work queue passes its Clock's).
  */
+import { realClock } from "../clock.js";
+
 export interface RateLimiter<T> {
   when(item: T): number;
   forget(item: T): void;
@@ -44,7 +47,7 @@ export class BucketRateLimiter<T> implements RateLimiter<T> {
   constructor(
     private readonly qps: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = realClock.now,
   ) {
     this.tokens = burst;
     this.last = now();

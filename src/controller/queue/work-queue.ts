@@ -6,8 +6,10 @@
  * - `addAfter` delays an item, keeping the earliest time when added twice;
  * - `addRateLimited` delays by the rate limiter's `when`, `forget` resets it;
  * - `shutDown` wakes every waiting `get` with `shutdown: true`.
- * Items are compared with `===` (keys are `namespace/name` strings).
+ * Items are compared with `===` (keys are `namespace/name` strings). Delays
+ * run on the injected Clock (the wall clock by default).
  */
+import { realClock, type Clock, type TimerHandle } from "../clock.js";
 import { defaultControllerRateLimiter, type RateLimiter } from "./rate-limit.js";
 
 export interface QueueHooks {
@@ -25,14 +27,17 @@ export class WorkQueue<T> {
   private readonly queue: T[] = [];
   private readonly dirty = new Set<T>();
   private readonly processing = new Set<T>();
-  private readonly waiting = new Map<T, { at: number; timer: ReturnType<typeof setTimeout> }>();
+  private readonly waiting = new Map<T, { at: number; timer: TimerHandle }>();
   private readonly getters: ((r: GetResult<T>) => void)[] = [];
   private shuttingDown = false;
   private readonly limiter: RateLimiter<T>;
   private readonly hooks: QueueHooks;
+  private readonly clock: Clock;
 
-  constructor(opts: { rateLimiter?: RateLimiter<T>; hooks?: QueueHooks } = {}) {
-    this.limiter = opts.rateLimiter ?? defaultControllerRateLimiter<T>();
+  constructor(opts: { rateLimiter?: RateLimiter<T>; hooks?: QueueHooks; clock?: Clock } = {}) {
+    this.clock = opts.clock ?? realClock;
+    const clock = this.clock;
+    this.limiter = opts.rateLimiter ?? defaultControllerRateLimiter<T>({ now: () => clock.now() });
     this.hooks = opts.hooks ?? {};
   }
 
@@ -49,15 +54,14 @@ export class WorkQueue<T> {
       this.add(item);
       return;
     }
-    const at = Date.now() + ms;
+    const at = this.clock.now() + ms;
     const pending = this.waiting.get(item);
     if (pending && pending.at <= at) return;
-    if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
+    if (pending) this.clock.clearTimeout(pending.timer);
+    const timer = this.clock.setTimeout(() => {
       this.waiting.delete(item);
       this.add(item);
     }, ms);
-    timer.unref?.();
     this.waiting.set(item, { at, timer });
   }
 
@@ -106,7 +110,7 @@ export class WorkQueue<T> {
 
   shutDown(): void {
     this.shuttingDown = true;
-    for (const { timer } of this.waiting.values()) clearTimeout(timer);
+    for (const { timer } of this.waiting.values()) this.clock.clearTimeout(timer);
     this.waiting.clear();
     for (const g of this.getters.splice(0)) g({ item: undefined, shutdown: true });
   }

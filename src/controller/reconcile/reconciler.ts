@@ -5,13 +5,20 @@
  * Deletion: the finalizer holds the Emulator until its Pod (and with it the
  * VM, stopped cleanly by the agent on SIGTERM) is gone, then removes the
  * Service and the Secret and lets go.
+ * Whose an object is, is read, never guessed: a create that says
+ * AlreadyExists is followed by a read by name, and the object's controller
+ * owner reference decides (ours: used; not ours: a conflict in status at
+ * once). Waits on a watched object end with its event; requeues are only
+ * a safety net, or a re-check of what is not watched.
  */
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
 import { FINALIZER, parseSpec, type Emulator, type EmulatorSpec } from "../crd/types.js";
 import type { EmulatorApi, OwnedApi } from "../kube/client.js";
-import { isAlreadyExists, isNotFound } from "../kube/errors.js";
+import { isAlreadyExists, isNotFound, orNotFound } from "../kube/errors.js";
 import {
   isOwnedBy,
+  MANAGED_BY,
+  ownerName,
   ownerOf,
   podName,
   secretName,
@@ -49,19 +56,32 @@ export interface ReconcileDeps {
 
 export interface ReconcileResult {
   requeueAfterMs?: number | undefined;
+  /** Run again at once, with the queue's per-key backoff (controller-runtime's Requeue: true). */
+  requeue?: boolean | undefined;
 }
 
+/** While a Pod starts: how often the agent's /status (which nothing watches) is read again. */
 const POLL_MS = 5_000;
-const FOREIGN_GRACE_MS = 10_000;
+/** An object in the way that is not ours is not watched: how often it is looked at again. */
+export const CONFLICT_RECHECK_MS = 10_000;
+/** Waiting for a watched object's event: a reconcile anyway after this, should the event be lost. */
+export const SAFETY_NET_MS = 30_000;
 
 type Problem = { reason: string; message: string };
+
+/** Why an ensure step cannot go on in this reconcile. */
+type Blocked =
+  /** Somebody else's object has the name: reported in status, looked at again later. */
+  | { problem: Problem }
+  /** An object of that name is being deleted: if the informers watch it, its delete event wakes the reconcile. */
+  | { going: string; watched: boolean }
+  /** The create said AlreadyExists and the read found nothing (deleted in between): again at once. */
+  | { retry: string };
 
 export class Reconciler {
   private readonly now: () => Date;
   /** Pod UIDs whose boot was already counted in the metrics. */
   private readonly counted = new Set<string>();
-  /** When a create first said AlreadyExists for an object the cache does not have. */
-  private readonly alreadyExists = new Map<string, number>();
 
   constructor(private readonly d: ReconcileDeps) {
     this.now = d.now ?? (() => new Date());
@@ -102,25 +122,21 @@ export class Reconciler {
     }
 
     if (spec.rotation) {
-      const problem = await this.ensureSecret(emu, owner);
-      if (problem) return this.writeStatus(emu, owner, spec, { problem });
+      const blocked = await this.ensureSecret(emu, owner);
+      if (blocked) return this.blocked(emu, owner, spec, blocked);
     }
-    const svcProblem = await this.ensureService(emu, owner, spec);
-    // Not yet known whether a same-named Service is ours: no Pod until it is.
-    if (svcProblem === "settling") return { requeueAfterMs: 500 };
-    if (svcProblem) return this.conflict(emu, owner, spec, svcProblem);
-    const { pod, settling, problem: podProblem } = await this.ensurePod(emu, owner, spec);
-    if (podProblem) return this.conflict(emu, owner, spec, podProblem);
-    // Our own create is not in the cache yet: wait for its event rather than report a Pod-less status.
-    if (settling) return { requeueAfterMs: 500 };
+    const svcBlocked = await this.ensureService(emu, owner, spec);
+    if (svcBlocked) return this.blocked(emu, owner, spec, svcBlocked);
+    const ensured = await this.ensurePod(emu, owner, spec);
+    if ("blocked" in ensured) return this.blocked(emu, owner, spec, ensured.blocked);
 
     let report: AgentReport | undefined;
-    const view = pod ? viewPod(pod) : undefined;
-    const known = view && emu.status?.podUID === view.uid && emu.status.bootMode !== undefined;
-    if (view?.ip && view.phase === "Running" && !view.deleting && (!known || !view.ready)) {
+    const view = viewPod(ensured.pod);
+    const known = emu.status?.podUID === view.uid && emu.status.bootMode !== undefined;
+    if (view.ip && view.phase === "Running" && !view.deleting && (!known || !view.ready)) {
       report = await this.d.fetchReport(view.ip, this.d.options.agent.port);
     }
-    if (view && report?.state === "ready" && report.bootMode && !this.counted.has(view.uid)) {
+    if (report?.state === "ready" && report.bootMode && !this.counted.has(view.uid)) {
       this.counted.add(view.uid);
       this.d.metrics?.bootTotal.inc({ mode: report.bootMode });
       if (report.startupSeconds !== undefined)
@@ -129,7 +145,7 @@ export class Reconciler {
         this.d.metrics?.phaseSeconds.observe(ms / 1000, { phase });
     }
     const result = await this.writeStatus(emu, owner, spec, { pod: view, report });
-    const ready = view?.ready && !view.deleting;
+    const ready = view.ready && !view.deleting;
     let requeue = ready && (known || report?.state === "ready") ? this.d.options.resyncSec * 1000 : POLL_MS;
     if (expiry !== undefined) requeue = Math.min(requeue, Math.max(expiry - this.now().getTime(), 0) + 50);
     return { requeueAfterMs: Math.min(requeue, result.requeueAfterMs ?? Infinity) };
@@ -140,80 +156,85 @@ export class Reconciler {
     return new Date(emu.metadata.creationTimestamp).getTime() + spec.ttlSeconds * 1000;
   }
 
-  /** Creates the Secret once; a Secret of that name that is not ours is a problem, never overwritten. */
-  private async ensureSecret(
-    emu: Emulator,
-    owner: Owned,
-  ): Promise<{ reason: string; message: string } | undefined> {
+  /**
+   * The Secret, created when there is none. Read first (Secrets are not watched): ours is
+   * used as it is, one that is not ours is a conflict and is never overwritten.
+   */
+  private async ensureSecret(emu: Emulator, owner: Owned): Promise<Blocked | undefined> {
     const name = secretName(owner.name);
-    try {
-      await this.d.api.createSecret(buildSecret(owner));
-      this.d.events.normal(emu, "SecretCreated", `generated fresh keys into Secret ${name}`);
-      return undefined;
-    } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
+    let meta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
+    if (!meta) {
+      try {
+        await this.d.api.createSecret(buildSecret(owner));
+        this.d.events.normal(emu, "SecretCreated", `generated fresh keys into Secret ${name}`);
+        return undefined;
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+      }
+      meta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
+      if (!meta) return { retry: `Secret ${name}` };
     }
-    const meta = await this.d.api.readSecretMeta(owner.namespace, name);
-    if (isOwnedBy(meta, owner.uid)) return undefined;
-    return {
-      reason: "SecretConflict",
-      message: `Secret ${name} exists and is not owned by this Emulator; rename or delete it`,
-    };
+    if (!isOwnedBy(meta, owner.uid)) {
+      return {
+        problem: {
+          reason: "SecretConflict",
+          message: `Secret ${name} exists and is not owned by this Emulator; rename or delete it`,
+        },
+      };
+    }
+    if (meta.deletionTimestamp) return { going: `Secret ${name}`, watched: false };
+    return undefined;
   }
 
-  /** An object in the way that is not ours: say so in status and look again later. */
-  private async conflict(
+  /** What a blocked step means for this reconcile: a conflict in status, a wait for an event, or a retry. */
+  private async blocked(
     emu: Emulator,
     owner: Owned,
     spec: EmulatorSpec,
-    problem: Problem,
+    b: Blocked,
   ): Promise<ReconcileResult> {
-    await this.writeStatus(emu, owner, spec, { problem });
-    return { requeueAfterMs: 10_000 };
+    if ("problem" in b) {
+      await this.writeStatus(emu, owner, spec, { problem: b.problem });
+      return { requeueAfterMs: CONFLICT_RECHECK_MS };
+    }
+    if ("retry" in b) {
+      this.d.log?.(`${b.retry} was deleted between a create and a read: reconciling again`);
+      return { requeue: true };
+    }
+    return { requeueAfterMs: b.watched ? SAFETY_NET_MS : CONFLICT_RECHECK_MS };
   }
 
   /**
-   * A create that says AlreadyExists while the cache (which sees only our
-   * labelled objects) has nothing: our own create not yet seen, or somebody
-   * else's object of that name. Past a grace period it is the latter.
+   * The Service as it should be. Not in the cache (which holds only objects with our labels):
+   * created; if the create says AlreadyExists, the API's object decides: ours (a create of ours
+   * the cache has not seen yet, or ours without our labels) is used and updated, one that is not
+   * ours is a conflict.
    */
-  private foreignAfterGrace(what: string): boolean {
-    const first = this.alreadyExists.get(what) ?? Date.now();
-    this.alreadyExists.set(what, first);
-    return Date.now() - first > FOREIGN_GRACE_MS;
-  }
-
-  private async ensureService(
-    emu: Emulator,
-    owner: Owned,
-    spec: EmulatorSpec,
-  ): Promise<Problem | "settling" | undefined> {
+  private async ensureService(emu: Emulator, owner: Owned, spec: EmulatorSpec): Promise<Blocked | undefined> {
+    const name = serviceName(owner.name);
     const desired = buildService(owner, spec);
-    const live = this.d.caches.service(owner.namespace, serviceName(owner.name));
+    let live = this.d.caches.service(owner.namespace, name);
     if (!live) {
       try {
         await this.d.api.createService(desired);
-        this.d.events.normal(emu, "ServiceCreated", `created Service ${serviceName(owner.name)}`);
+        this.d.events.normal(emu, "ServiceCreated", `created Service ${name}`);
+        return undefined;
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
-        if (this.foreignAfterGrace(`service/${owner.namespace}/${serviceName(owner.name)}`)) {
-          return {
-            reason: "ServiceConflict",
-            message: `a Service named ${serviceName(owner.name)} exists and is not this controller's; rename the Emulator or delete it`,
-          };
-        }
-        return "settling";
       }
-      return undefined;
+      live = await this.d.api.readService(owner.namespace, name);
+      if (!live) return { retry: `Service ${name}` };
     }
-    this.alreadyExists.delete(`service/${owner.namespace}/${serviceName(owner.name)}`);
+    if (live.metadata?.deletionTimestamp) return { going: `Service ${name}`, watched: watched(live, owner) };
     if (!isOwnedBy(live.metadata, owner.uid)) {
       return {
-        reason: "ServiceConflict",
-        message: `Service ${serviceName(owner.name)} belongs to another owner`,
+        problem: {
+          reason: "ServiceConflict",
+          message: `a Service named ${name} exists and is not owned by this Emulator; rename the Emulator or delete it`,
+        },
       };
     }
-    const drift = serviceDrift(live, desired);
+    const drift = serviceDrift(live, desired) ?? labelDrift(live.metadata?.labels, desired.metadata?.labels);
     if (drift) {
       await this.d.api.replaceService({
         ...live,
@@ -225,47 +246,50 @@ export class Reconciler {
           ports: desired.spec?.ports,
         },
       });
-      this.d.events.normal(emu, "ServiceUpdated", `updated Service ${serviceName(owner.name)} (${drift})`);
+      this.d.events.normal(emu, "ServiceUpdated", `updated Service ${name} (${drift})`);
     }
     return undefined;
   }
 
-  /** The Pod as it should be: created when missing, replaced (deleted, then re-created) when its spec hash differs. */
+  /**
+   * The Pod as it should be: created when missing, replaced (deleted, then re-created) when its
+   * spec hash differs or it ended. A create that says AlreadyExists is settled by the API's
+   * object, as for the Service.
+   */
   private async ensurePod(
     emu: Emulator,
     owner: Owned,
     spec: EmulatorSpec,
-  ): Promise<{ pod?: V1Pod | undefined; settling?: boolean; problem?: Problem }> {
+  ): Promise<{ pod: V1Pod } | { blocked: Blocked }> {
+    const name = podName(owner.name);
     const desired = buildPod(owner, spec, this.d.options.agent);
-    const live = this.d.caches.pod(owner.namespace, podName(owner.name));
+    let live = this.d.caches.pod(owner.namespace, name);
     if (!live) {
       try {
         const created = await this.d.api.createPod(desired);
         this.d.events.normal(
           emu,
           "PodCreated",
-          `created Pod ${podName(owner.name)} for generation ${emu.metadata.generation ?? 0}`,
+          `created Pod ${name} for generation ${emu.metadata.generation ?? 0}`,
         );
         return { pod: created };
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
-        if (this.foreignAfterGrace(`pod/${owner.namespace}/${podName(owner.name)}`)) {
-          return {
-            problem: {
-              reason: "PodConflict",
-              message: `a Pod named ${podName(owner.name)} exists and is not this controller's; rename the Emulator or delete it`,
-            },
-          };
-        }
-        return { settling: true };
       }
+      live = await this.d.api.readPod(owner.namespace, name);
+      if (!live) return { blocked: { retry: `Pod ${name}` } };
     }
-    this.alreadyExists.delete(`pod/${owner.namespace}/${podName(owner.name)}`);
     if (!isOwnedBy(live.metadata, owner.uid)) {
-      // A Pod of an earlier Emulator of this name, still going away, or one somebody else labelled as ours.
-      if (live.metadata?.deletionTimestamp) return { settling: true };
+      // Somebody else's, or an earlier Emulator's of this name: if it is going away, wait for that.
+      if (live.metadata?.deletionTimestamp)
+        return { blocked: { going: `Pod ${name}`, watched: watched(live, owner) } };
       return {
-        problem: { reason: "PodConflict", message: `Pod ${podName(owner.name)} belongs to another owner` },
+        blocked: {
+          problem: {
+            reason: "PodConflict",
+            message: `a Pod named ${name} exists and is not owned by this Emulator; rename the Emulator or delete it`,
+          },
+        },
       };
     }
     const hash = desired.metadata?.annotations?.[SPEC_HASH_ANNOTATION];
@@ -281,6 +305,7 @@ export class Reconciler {
           : `the Pod ended (${live.status?.phase}): replacing it`,
       );
     }
+    // Ours and going away (replaced, or deleted by someone): status says so; its delete event brings the next one.
     return { pod: live };
   }
 
@@ -296,7 +321,10 @@ export class Reconciler {
   private async finalize(emu: Emulator): Promise<ReconcileResult> {
     if (!(emu.metadata.finalizers ?? []).includes(FINALIZER)) return {};
     const owner = ownerOf(emu);
-    const pod = this.d.caches.pod(owner.namespace, podName(owner.name));
+    // The cache may not have seen a Pod created just now: without one there, ask the API.
+    const pod =
+      this.d.caches.pod(owner.namespace, podName(owner.name)) ??
+      (await this.d.api.readPod(owner.namespace, podName(owner.name)));
     if (pod && isOwnedBy(pod.metadata, owner.uid)) {
       if (!pod.metadata?.deletionTimestamp) {
         await this.deletePod(pod);
@@ -312,27 +340,24 @@ export class Reconciler {
           if (!isNotFound(err)) throw err;
         });
       }
-      return { requeueAfterMs: 2_000 };
+      // The Pod's delete event (the informer maps it to this Emulator) wakes the next step.
+      return { requeueAfterMs: SAFETY_NET_MS };
     }
-    const svc = this.d.caches.service(owner.namespace, serviceName(owner.name));
+    const svc =
+      this.d.caches.service(owner.namespace, serviceName(owner.name)) ??
+      (await this.d.api.readService(owner.namespace, serviceName(owner.name)));
     if (svc && isOwnedBy(svc.metadata, owner.uid)) {
       await this.d.api
         .deleteService(owner.namespace, serviceName(owner.name), svc.metadata?.uid ?? "")
         .catch(ignoreNotFound);
     }
-    const secretMeta = await this.d.api
-      .readSecretMeta(owner.namespace, secretName(owner.name))
-      .catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
+    const secretMeta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, secretName(owner.name)));
     if (secretMeta && isOwnedBy(secretMeta, owner.uid)) {
       await this.d.api
         .deleteSecret(owner.namespace, secretName(owner.name), secretMeta.uid ?? "")
         .catch(ignoreNotFound);
     }
-    this.d.events.normal(emu, "Stopped", "the VM is stopped and the Pod, Service and Secret are gone");
-    await this.d.api
+    const released = await this.d.api
       .replaceEmulator({
         ...emu,
         metadata: {
@@ -340,7 +365,15 @@ export class Reconciler {
           finalizers: (emu.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
         },
       })
-      .catch(ignoreNotFound);
+      .then(
+        () => true,
+        (err: unknown) => {
+          ignoreNotFound(err);
+          return false;
+        },
+      );
+    if (released)
+      this.d.events.normal(emu, "Stopped", "the VM is stopped and the Pod, Service and Secret are gone");
     return {};
   }
 
@@ -402,6 +435,23 @@ export class Reconciler {
 
 function ignoreNotFound(err: unknown): void {
   if (!isNotFound(err)) throw err;
+}
+
+/** Whether the informers see an object and map its events to this Emulator (controller.ts). */
+function watched(o: V1Pod | V1Service, owner: Owned): boolean {
+  return (
+    o.metadata?.labels?.["app.kubernetes.io/managed-by"] === MANAGED_BY &&
+    ownerName(o.metadata) === owner.name
+  );
+}
+
+/** Which of our labels an object lacks or has with another value (one without them is not in the cache). */
+function labelDrift(
+  live: Record<string, string> | undefined,
+  desired: Record<string, string> | undefined,
+): string | undefined {
+  const off = Object.entries(desired ?? {}).filter(([k, v]) => live?.[k] !== v);
+  return off.length ? `labels ${off.map(([k]) => k).join(", ")}` : undefined;
 }
 
 export function splitKey(key: string): [string, string] {
