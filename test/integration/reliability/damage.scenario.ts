@@ -25,9 +25,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { start } from "../../../src/engine/lifecycle/start.js";
 import { status } from "../../../src/engine/lifecycle/status.js";
-import { openSnapshotStore } from "../../../src/engine/snapshot/store.js";
 import { readPck, sha256, type TestEmulator } from "../../support/emulator.js";
 import type { reliabilityFigures } from "../../support/reliability.js";
+import { ensureSnapshot } from "./helpers.js";
 
 type Figures = ReturnType<typeof reliabilityFigures>;
 type Damage = "truncated" | "bit-flipped" | "missing";
@@ -48,9 +48,10 @@ function flipBit(path: string): void {
   const fd = openSync(path, "r+");
   try {
     const buf = Buffer.alloc(4096);
-    for (let off = Math.floor(size / 2 / 4096) * 4096; ; off = (off + 4096) % size) {
+    const blocks = Math.ceil(size / 4096);
+    for (let b = 0, off = Math.floor(size / 2 / 4096) * 4096; b < blocks; b++, off = (off + 4096) % size) {
       const n = readSync(fd, buf, 0, buf.length, off);
-      const i = buf.subarray(0, n).findIndex((b) => b !== 0);
+      const i = buf.subarray(0, n).findIndex((x) => x !== 0);
       if (i < 0) continue;
       writeSync(fd, Buffer.from([buf[i]! ^ 0x10]), 0, 1, off + i);
       return;
@@ -58,6 +59,7 @@ function flipBit(path: string): void {
   } finally {
     closeSync(fd);
   }
+  throw new Error(`${path} holds no data to flip a bit in`);
 }
 
 function damage(path: string, how: Damage): void {
@@ -83,11 +85,9 @@ export function damageScenario(emu: TestEmulator, rel: Figures): void {
   let dir: string;
   let keep: string;
 
+  // The intact snapshot is moved aside; each test damages a copy of it.
   beforeAll(async () => {
-    await emu.stop(config);
-    const published = (await openSnapshotStore(config.snapshotDir).list()).snapshots;
-    expect(published).toHaveLength(1);
-    key = published[0]!.key;
+    key = await ensureSnapshot(emu, config);
     dir = join(config.snapshotDir, key);
     keep = join(emu.home, "intact-snapshot");
     renameSync(dir, keep);
@@ -103,22 +103,25 @@ export function damageScenario(emu: TestEmulator, rel: Figures): void {
     const q = join(config.snapshotDir, ".quarantine");
     return existsSync(q) ? readdirSync(q).filter((n) => n.startsWith(key)) : [];
   };
+  /** The emulator stopped, none of this snapshot's copies in quarantine, a fresh copy of it with `file` damaged. */
+  const damagedCopy = async (file: string, how: Damage) => {
+    await emu.stop(config);
+    for (const q of quarantined()) rmSync(join(config.snapshotDir, ".quarantine", q), { recursive: true });
+    cloneSnapshot(keep, dir, file);
+    damage(join(dir, file), how);
+  };
 
   for (const [part, file, reason] of PARTS) {
     for (const how of ["truncated", "bit-flipped", "missing"] as const) {
       if (COVERED.has(`${part} ${how}`)) continue;
       it(`detects a ${how} ${part} before resuming, quarantines it and says why`, async () => {
         await rel.fault(`snapshot ${part} ${how}`, async () => {
-          cloneSnapshot(keep, dir, file);
-          damage(join(dir, file), how);
-          const q0 = quarantined().length;
+          await damagedCopy(file, how);
           const err = (await start(required).catch((e: unknown) => e)) as { code: string; message: string };
           expect(err.code).toBe("SNAPSHOT_UNUSABLE");
           expect(err.message).toMatch(reason);
           expect(existsSync(dir)).toBe(false);
-          expect(quarantined()).toHaveLength(q0 + 1);
-          for (const q of quarantined())
-            rmSync(join(config.snapshotDir, ".quarantine", q), { recursive: true });
+          expect(quarantined()).toHaveLength(1);
           return err.message;
         });
       });
@@ -127,8 +130,7 @@ export function damageScenario(emu: TestEmulator, rel: Figures): void {
 
   it("cold-boots, with the reason, when the RAM file was bit-flipped after publish", async () => {
     await rel.fault("snapshot RAM bit-flipped (auto: cold-boot fallback)", async () => {
-      cloneSnapshot(keep, dir, "ram.bin");
-      flipBit(join(dir, "ram.bin"));
+      await damagedCopy("ram.bin", "bit-flipped");
       const r = await start(config);
       expect(r.bootMode).toBe("cold");
       expect(r.fallbackReason).toMatch(
@@ -139,7 +141,6 @@ export function damageScenario(emu: TestEmulator, rel: Figures): void {
       expect((await status(config)).ok).toBe(true);
       expect(await emu.fingerprint(config)).toBe(sha256(readPck(config)));
       await emu.stop(config);
-      for (const q of quarantined()) rmSync(join(config.snapshotDir, ".quarantine", q), { recursive: true });
       return r.fallbackReason;
     });
   });

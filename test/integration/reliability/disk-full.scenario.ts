@@ -31,7 +31,7 @@ export function diskFullScenario(emu: TestEmulator, rel: Figures): void {
     }
   });
   afterAll(() => {
-    if (!mountPoint) return;
+    if (!mountPoint) return; // nothing mounted (the tests skipped, saying why): nothing to undo
     execFileSync("umount", [mountPoint]);
     rmSync(mountPoint, { recursive: true, force: true });
   });

@@ -1,7 +1,8 @@
 /**
- * Issue 7's fault injection against real QEMU 10 and the test guest, one
- * emulator through every scenario in order (each leaves it stopped):
+ * Issue 7's fault injection against real QEMU 10 and the test guest:
  * crashes, snapshot damage, misbehaving channels, a full disk, exposure.
+ * The scenarios share one emulator home; each test first brings it to the
+ * state it needs (the fixtures in helpers.ts), so any test can run alone.
  * Host ports 27500-27519.
  */
 import { afterAll, describe, vi } from "vitest";

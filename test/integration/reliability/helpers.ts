@@ -1,13 +1,43 @@
 /** Small tools the reliability scenarios share: processes, files, sockets. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { EmulatorConfig } from "../../../src/engine/config/index.js";
-import { runPaths } from "../../../src/engine/lifecycle/run-dir.js";
-import { readPidFile, waitForExit, type PidRecord } from "../../../src/engine/qemu/process.js";
-import type { EngineEvent } from "../../../src/engine/lifecycle/events.js";
+import { readState, runPaths } from "../../../src/engine/lifecycle/run-dir.js";
+import { start } from "../../../src/engine/lifecycle/start.js";
+import { leftByInterruptedStart } from "../../../src/engine/lifecycle/stop.js";
+import { captureOnly } from "../../../src/engine/lifecycle/capture-verb.js";
+import { isAlive, readPidFile, waitForExit, type PidRecord } from "../../../src/engine/qemu/process.js";
+import { silent, type EngineEvent } from "../../../src/engine/lifecycle/events.js";
+import type { TestEmulator } from "../../support/emulator.js";
 import { REPO_ROOT } from "../../support/tools.js";
+
+/*
+ * Fixtures: the scenarios share one emulator home, so each test first brings
+ * it to the state it needs (cheap when it is already there) instead of
+ * relying on what an earlier test left.
+ */
+
+/** The emulator up from a finished start (started if not: it resumes, capturing first when there is no snapshot). */
+export async function ensureRunning(emu: TestEmulator, config: EmulatorConfig): Promise<void> {
+  const paths = runPaths(config.runDir);
+  const pid = readPidFile(paths.pidFile);
+  if (pid && isAlive(pid) && !leftByInterruptedStart(pid, readState(paths))) return;
+  await start(config);
+}
+
+/** The emulator stopped and a published snapshot for `config` in its store (captured if missing); returns its key. */
+export async function ensureSnapshot(emu: TestEmulator, config: EmulatorConfig): Promise<string> {
+  await emu.stop(config);
+  return (await captureOnly(config, silent)).key;
+}
+
+/** The emulator stopped and its snapshot store gone: the next start has to capture. */
+export async function ensureNoSnapshot(emu: TestEmulator, config: EmulatorConfig): Promise<void> {
+  await emu.stop(config);
+  rmSync(config.snapshotDir, { recursive: true, force: true });
+}
 
 export function qemuOf(config: EmulatorConfig): PidRecord {
   const pid = readPidFile(runPaths(config.runDir).pidFile);
@@ -33,14 +63,25 @@ export function recorder(on?: (e: EngineEvent) => void) {
   };
 }
 
-/** The engine in a child process; `onEvent` sees its events as they come. */
+/**
+ * The engine in a child process; `onEvent` sees its events as they come.
+ * With `freezeAt`, the child stops itself (SIGSTOP) as that phase starts, so
+ * it is still in that phase whenever `onEvent` acts on the phase's event.
+ */
 export function engineChild(
   config: EmulatorConfig,
   onEvent: (e: EngineEvent, child: ChildProcess) => void,
+  freezeAt?: string,
 ): { child: ChildProcess; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", join(REPO_ROOT, "test/support/engine-child.ts"), JSON.stringify(config)],
+    [
+      "--import",
+      "tsx",
+      join(REPO_ROOT, "test/support/engine-child.ts"),
+      JSON.stringify(config),
+      ...(freezeAt ? [freezeAt] : []),
+    ],
     { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
   createInterface({ input: child.stdout! }).on("line", (line) => {

@@ -27,7 +27,7 @@ import { openSnapshotStore } from "../../../src/engine/snapshot/store.js";
 import type { QemuTarget } from "../../support/tools.js";
 import type { TestEmulator } from "../../support/emulator.js";
 import type { reliabilityFigures } from "../../support/reliability.js";
-import { portHolder, qemuOf, recorder, stopChild } from "./helpers.js";
+import { ensureRunning, ensureSnapshot, portHolder, qemuOf, recorder, stopChild } from "./helpers.js";
 
 type Figures = ReturnType<typeof reliabilityFigures>;
 export interface RaceHook {
@@ -35,14 +35,12 @@ export interface RaceHook {
   afterPortCheck?: ((ports: readonly number[]) => Promise<void>) | undefined;
 }
 
-const elapsed = async <T>(p: Promise<T>): Promise<[T | unknown, number]> => {
-  const t0 = performance.now();
-  const v = await p.then(
+/** What a promise settles with: its value or its rejection. */
+const settled = <T>(p: Promise<T>): Promise<T | unknown> =>
+  p.then(
     (x) => x,
     (e: unknown) => e,
   );
-  return [v, performance.now() - t0];
-};
 
 /** A QEMU with no guest at all (SeaBIOS finds nothing to boot): enough for QMP and migration faults. */
 async function bareQemu(target: QemuTarget) {
@@ -87,21 +85,22 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
       const agent = await GuestAgent.connect(paths.qgaSocket, { timeoutMs: 5_000 });
       try {
         await agent.waitUntilReady({ timeoutMs: 20_000 });
-        const [slow, ms] = await elapsed(agent.exec("/bin/sleep", ["5"], { timeoutMs: 1_000 }));
-        expect(slow).toBeInstanceOf(GuestAgentTimeoutError);
-        expect(ms).toBeLessThan(2_500);
+        const pid = await agent.start("/bin/sleep", ["600"], { timeoutMs: 10_000 });
+        expect(await settled(agent.wait(pid, { timeoutMs: 1_000 }))).toBeInstanceOf(GuestAgentTimeoutError);
+        // The deadline ended the wait, not the command: it still runs (kill finds it).
+        const kill = await agent.exec("/bin/sh", ["-c", `kill ${pid}`], { timeoutMs: 10_000 });
+        expect([kill.exitCode, kill.stderr.toString()]).toEqual([0, ""]);
         expect((await agent.exec("/bin/echo", ["ok"], { timeoutMs: 10_000 })).stdout.toString()).toBe("ok\n");
 
         const qemu = qemuOf(config);
         const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 5_000 });
         process.kill(qemu.pid, "SIGSTOP");
         try {
-          const [silent, ams] = await elapsed(agent.ping({ timeoutMs: 800 }));
-          expect(silent).toBeInstanceOf(GuestAgentTimeoutError);
-          expect(ams).toBeLessThan(2_000);
-          const [frozen, qms] = await elapsed(qmp.execute("query-status", undefined, { timeoutMs: 600 }));
-          expect(frozen).toBeInstanceOf(QmpTimeoutError);
-          expect(qms).toBeLessThan(2_000);
+          // A frozen QEMU answers nothing: only the calls' own deadlines can end them.
+          expect(await settled(agent.ping({ timeoutMs: 800 }))).toBeInstanceOf(GuestAgentTimeoutError);
+          expect(await settled(qmp.execute("query-status", undefined, { timeoutMs: 600 }))).toBeInstanceOf(
+            QmpTimeoutError,
+          );
         } finally {
           process.kill(qemu.pid, "SIGCONT");
         }
@@ -115,35 +114,29 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
     });
   });
 
-  it("stops a guest whose agent went silent through the fallbacks, within bounds", async () => {
+  it("stops a guest whose agent went silent through the fallbacks (ACPI, then signals)", async () => {
+    await ensureRunning(emu, config);
     await rel.fault("guest agent silent during stop", async () => {
       const agent = await GuestAgent.connect(paths.qgaSocket, { timeoutMs: 5_000 });
       await agent.waitUntilReady({ timeoutMs: 20_000 });
-      // qemu-ga has itself stopped a moment after answering (init does not respawn a stopped process).
-      const freeze = "(sleep 0.3; kill -STOP $(pidof qemu-ga)) </dev/null >/dev/null 2>&1 &";
-      expect((await agent.exec("/bin/sh", ["-c", freeze], { timeoutMs: 10_000 })).exitCode).toBe(0);
-      let silent = false;
-      for (const until = performance.now() + 8_000; !silent && performance.now() < until;) {
-        silent = await agent.sync({ timeoutMs: 500 }).then(
-          () => false,
-          (e: unknown) => e instanceof GuestAgentTimeoutError,
-        );
-      }
-      expect(silent).toBe(true);
+      // qemu-ga stops itself (init does not respawn a stopped process): the exit
+      // of this command is never reported, since reporting it needs qemu-ga.
+      const freeze = await settled(
+        agent.exec("/bin/sh", ["-c", "kill -STOP $(pidof qemu-ga)"], { timeoutMs: 3_000 }),
+      );
+      expect(freeze).toBeInstanceOf(GuestAgentTimeoutError);
+      expect(await settled(agent.sync({ timeoutMs: 1_000 }))).toBeInstanceOf(GuestAgentTimeoutError);
       agent.close();
-      const t0 = performance.now();
       const r = await stopVm(paths, 2);
-      const ms = performance.now() - t0;
       expect(r.wasRunning).toBe(true);
-      expect(r.via).not.toBe("agent");
-      expect(ms).toBeLessThan(25_000);
+      expect(["acpi", "sigterm", "sigkill"]).toContain(r.via);
       expect((await status(config)).vm.running).toBe(false);
-      return `stopped via ${r.via} in ${Math.round(ms)} ms`;
+      return `stopped via ${r.via}`;
     });
   });
 
   it("keeps the snapshot and falls back to a cold boot when QEMU is killed while a snapshot loads", async () => {
-    await emu.stop(config);
+    await ensureSnapshot(emu, config);
     await rel.fault("QEMU SIGKILL during resume-migrate", async () => {
       let killed = false;
       const rec = recorder((e) => {
@@ -170,14 +163,12 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
       const vm = await bareQemu(target);
       try {
         process.kill(vm.child.pid!, "SIGSTOP");
-        const pending = elapsed(vm.qmp.execute("query-status"));
-        const waiting = elapsed(vm.qmp.waitForEvent("SHUTDOWN"));
-        await new Promise((r) => setTimeout(r, 200));
+        // Both are pending once issued (the command is written at once; a stopped QEMU cannot answer).
+        const pending = settled(vm.qmp.execute("query-status"));
+        const waiting = settled(vm.qmp.waitForEvent("SHUTDOWN"));
         process.kill(vm.child.pid!, "SIGKILL");
-        for (const [err, ms] of await Promise.all([pending, waiting])) {
-          expect(err).toBeInstanceOf(QmpClosedError);
-          expect(ms).toBeLessThan(5_000);
-        }
+        // Their own deadlines (30 s) would end them with QmpTimeoutError: the close must come first.
+        for (const err of await Promise.all([pending, waiting])) expect(err).toBeInstanceOf(QmpClosedError);
         await expect(vm.qmp.queryStatus()).rejects.toBeInstanceOf(QmpClosedError);
       } finally {
         await vm.dispose();
@@ -197,10 +188,10 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
             1,
           ),
         };
-        spec.outgoingUri = "exec:exec sleep 20";
-        const [err, ms] = await elapsed(captureState(vm.qmp, spec, 3_000));
+        // A destination that never reads, and goes when QEMU goes ($PPID: QEMU, which runs it under sh -c).
+        spec.outgoingUri = "exec:exec tail -f /dev/null --pid=$PPID";
+        const err = await settled(captureState(vm.qmp, spec, 3_000));
         expect(err).toMatchObject({ code: "MIGRATION_TIMEOUT", hint: expect.stringContaining("cancelled") });
-        expect(ms).toBeLessThan(8_000);
         const info = await vm.qmp.queryMigrate();
         expect(["cancelling", "cancelled"]).toContain(info.status);
         expect((await vm.qmp.queryStatus()).status).toBeDefined(); // QEMU still answers

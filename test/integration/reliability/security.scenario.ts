@@ -15,7 +15,7 @@ import { runPaths } from "../../../src/engine/lifecycle/run-dir.js";
 import { PLACEHOLDER_PCK, rotationInput, type RotatedSecrets } from "../../../src/engine/guest/rotation.js";
 import { readPck, type TestEmulator } from "../../support/emulator.js";
 import type { reliabilityFigures } from "../../support/reliability.js";
-import { filesUnder, listeningAddresses } from "./helpers.js";
+import { ensureRunning, filesUnder, listeningAddresses } from "./helpers.js";
 
 type Figures = ReturnType<typeof reliabilityFigures>;
 
@@ -94,12 +94,14 @@ export function securityScenario(emu: TestEmulator, seen: { secrets: RotatedSecr
     });
   });
 
-  it("forwards every port on 127.0.0.1 only", () => {
+  it("forwards every port on 127.0.0.1 only", async () => {
+    await ensureRunning(emu, config);
     for (const port of Object.values(config.ports))
       expect([port, listeningAddresses(port)]).toEqual([port, ["127.0.0.1"]]);
   });
 
   it("shares exactly the configured directory with the guest", async () => {
+    await ensureRunning(emu, config);
     writeFileSync(join(emu.home, "outside.txt"), "not for the guest\n");
     expect(await emu.agentExec(config, "/bin/cat", [`/host${emu.share}/hello.txt`])).toBe("from the host\n");
     await expect(emu.agentExec(config, "/bin/cat", [`/host${emu.home}/outside.txt`])).rejects.toThrow(
