@@ -6,7 +6,6 @@ import { describe, expect, it } from "vitest";
 import { findQemuImg } from "../../src/engine/host/probe.js";
 import { findFirmware, AARCH64_FIRMWARE_PATHS } from "../../src/engine/host/firmware.js";
 import { checkImage } from "../../src/engine/image/check.js";
-import { buildQemuArgv, type QemuPlan } from "../../src/engine/qemu/argv.js";
 
 function dirWith(...names: string[]): string {
   const dir = mkdtempSync(join(tmpdir(), "hxe-tools-"));
@@ -165,34 +164,5 @@ describe("arm64 UEFI firmware", () => {
         hint: expect.stringContaining("qemu-efi-aarch64"),
       }),
     );
-  });
-});
-
-describe("the argv of an arm64 guest on virt", () => {
-  const plan: QemuPlan = {
-    layout: "capture",
-    strategy: "template",
-    arch: "arm64",
-    accelerator: "tcg",
-    machineType: "virt-7.2",
-    cpuModel: "cortex-a57",
-    ramMiB: 1024,
-    cpus: 2,
-    disk: { base: "/img/base.qcow2", layer: "/snap/layer.qcow2" },
-    phantoms: ["/run/p1", "/run/p2"],
-    runtimeIso: "/run/cfg.iso",
-    ramFile: "/snap/ram.bin",
-    bindAddress: "127.0.0.1",
-    forwards: [{ hostPort: 26700, guestPort: 8101 }],
-    qmpSocket: "/run/qmp.sock",
-    qgaSocket: "/run/qga.sock",
-    serialLog: "/run/serial.log",
-    firmware: "/usr/share/AAVMF/AAVMF_CODE.fd",
-  };
-
-  it("loads the UEFI firmware with -bios, as the seed does", () => {
-    const argv = buildQemuArgv(plan);
-    expect(argv[argv.indexOf("-bios") + 1]).toBe("/usr/share/AAVMF/AAVMF_CODE.fd");
-    expect(argv[argv.indexOf("-machine") + 1]).toMatch(/^virt-7\.2,accel=tcg/);
   });
 });

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { open, readFile, rm, writeFile } from "node:fs/promises";
@@ -7,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { sha256File } from "../../src/engine/snapshot/hash.js";
 import { dataMap, parseRanges } from "../../src/engine/snapshot/holes.js";
+import { NEEDS_SEEK, NEEDS_NO_SEEK, seekDataWorks as probeSeekData } from "../support/seek-data.js";
 
 const made: string[] = [];
 /** A fresh directory under os.tmpdir(), removed after the file's tests. */
@@ -30,29 +30,7 @@ async function sparseFile(): Promise<string> {
   return path;
 }
 
-/**
- * Whether lseek(SEEK_DATA) finds the data past a hole here (perl present, a
- * platform with known SEEK_DATA, a file system that reports holes), asked of
- * perl directly rather than through dataMap(), so a dataMap() that wrongly
- * gives up makes the seek tests fail instead of skipping them.
- */
-const seekDataWorks = await (async () => {
-  const seekData = { linux: 3, darwin: 4 }[process.platform as string];
-  if (seekData === undefined) return false;
-  const path = join(tempDir("hxe-holes-probe-"), "sparse");
-  const fh = await open(path, "w");
-  await fh.truncate(16 * MiB);
-  await fh.write(Buffer.alloc(4096, 1), 0, 4096, 8 * MiB);
-  await fh.close();
-  try {
-    const script = `open(my $f, "<", $ARGV[0]) or die; my $d = sysseek($f, 0, ${seekData}); print defined $d ? $d + 0 : -1`;
-    return execFileSync("perl", ["-e", script, path], { encoding: "utf8" }) === String(8 * MiB);
-  } catch {
-    return false;
-  }
-})();
-const NEEDS_SEEK = "(runs only where SEEK_DATA reports holes)";
-const NEEDS_NO_SEEK = "(runs only where SEEK_DATA reports no holes)";
+const seekDataWorks = await probeSeekData();
 
 const covered = (ranges: { start: number; end: number }[], at: number) =>
   ranges.some((r) => r.start <= at && at < r.end);

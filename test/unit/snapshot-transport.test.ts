@@ -10,6 +10,7 @@ import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
 import { packSnapshot, unpackSnapshot } from "../../src/engine/snapshot/transport.js";
+import { NEEDS_SEEK, seekDataWorks as probeSeekData } from "../support/seek-data.js";
 
 const made: string[] = [];
 /** A fresh directory under os.tmpdir(), removed after the file's tests. */
@@ -24,28 +25,7 @@ const MiB = 1024 * 1024;
 const RAM_BYTES = 256 * MiB;
 const SMALL = 16 * MiB;
 
-/**
- * Whether lseek(SEEK_DATA) finds the data past a hole here (perl present, a
- * platform with known SEEK_DATA, a file system that reports holes), asked of
- * perl directly rather than through dataMap(), so a dataMap() that wrongly
- * gives up makes the seek tests fail instead of skipping them.
- */
-const seekDataWorks = await (async () => {
-  const seekData = { linux: 3, darwin: 4 }[process.platform as string];
-  if (seekData === undefined) return false;
-  const path = join(tempDir("hxe-transport-probe-"), "sparse");
-  const fh = await open(path, "w");
-  await fh.truncate(16 * MiB);
-  await fh.write(Buffer.alloc(4096, 1), 0, 4096, 8 * MiB);
-  await fh.close();
-  try {
-    const script = `open(my $f, "<", $ARGV[0]) or die; my $d = sysseek($f, 0, ${seekData}); print defined $d ? $d + 0 : -1`;
-    return execFileSync("perl", ["-e", script, path], { encoding: "utf8" }) === String(8 * MiB);
-  } catch {
-    return false;
-  }
-})();
-const NEEDS_SEEK = "(runs only where SEEK_DATA reports holes)";
+const seekDataWorks = await probeSeekData();
 
 function keyParts(): SnapshotKeyParts {
   return {
