@@ -22,6 +22,7 @@ const UNIT = [
   "test/unit/iso-limits.test.ts",
 ];
 const QEMU = [
+  "test/integration/reliability/faults.qemu72.test.ts",
   "test/integration/reliability/faults.qemu10.test.ts",
   "test/integration/reliability/soak.qemu10.test.ts",
 ];

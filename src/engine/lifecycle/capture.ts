@@ -8,11 +8,11 @@ import type { SnapshotKeyParts } from "../snapshot/key.js";
 import { waitForHealthy, servicesFor, probeHost } from "../guest/health.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
-import { whileRunning } from "./launch.js";
+import { tailFile, whileRunning } from "./launch.js";
 import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
 import { forwardedPorts, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
-import { captureState } from "./migrate.js";
+import { captureState, MigrationError } from "./migrate.js";
 import { writeRuntimeIso, connectAgent } from "./boot.js";
 import { endVm } from "./stop.js";
 import { ENGINE_VERSION } from "../version.js";
@@ -45,7 +45,11 @@ export async function capture(
     const vm = await bootForCapture(ctx, plan, layer, phases);
     try {
       const spec = migrationSpec(ctx.strategy, ctx.qemu, writer.dir, plan.cpus);
-      await phases.run("capture-migrate", () => captureState(vm.qmp, spec, 10 * 60_000));
+      await phases.run("capture-migrate", () =>
+        captureState(vm.qmp, spec, 10 * 60_000).catch(async (err: unknown) => {
+          throw (await storeFull(writer.dir, ctx.paths.qemuLog, err)) ?? err;
+        }),
+      );
       await phases.run("capture-quit", async () => {
         await vm.qmp.execute("quit").catch(() => undefined);
         // Polls the pid: the child is unref'd, so awaiting its exit event
@@ -110,6 +114,27 @@ async function bootForCapture(
       phases.warn(`the capture boot did not become ready (${describeError(err)}); retrying once`);
     }
   }
+}
+
+/**
+ * A migration that died because the store filled up says so in QEMU's words
+ * only on some paths ("Broken pipe" when a `cat` writing the stream got
+ * ENOSPC): name the cause when the store is full or the log says ENOSPC.
+ */
+async function storeFull(dir: string, qemuLog: string, err: unknown): Promise<EngineError | undefined> {
+  if (!(err instanceof MigrationError)) return undefined;
+  const fs = await statfs(dir).catch(() => undefined);
+  const freeBytes = fs ? Number(fs.bavail) * Number(fs.bsize) : undefined;
+  const logSays = /No space left on device|ENOSPC/.test(tailFile(qemuLog, 50));
+  if (!logSays && (freeBytes === undefined || freeBytes > 1024 * 1024)) return undefined;
+  return new EngineError(
+    "SNAPSHOT_STORE_FULL",
+    `the snapshot store ${dir} ran out of space during the capture (No space left on device): ${err.message}`,
+    {
+      hint: "free space there, point HEXCLAVE_EMULATOR_SNAPSHOT_DIR at a larger disk, or lower EMULATOR_SNAPSHOT_RAM",
+      cause: err,
+    },
+  );
 }
 
 /** Room for the disk layer and device state besides the RAM file. */

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { start } from "../../../src/engine/lifecycle/start.js";
+import { realDeps, type EngineDeps } from "../../../src/engine/lifecycle/deps.js";
 import { stopVm } from "../../../src/engine/lifecycle/stop.js";
 import { status } from "../../../src/engine/lifecycle/status.js";
 import { runPaths } from "../../../src/engine/lifecycle/run-dir.js";
@@ -30,11 +31,6 @@ import type { reliabilityFigures } from "../../support/reliability.js";
 import { ensureRunning, ensureSnapshot, portHolder, qemuOf, recorder, stopChild } from "./helpers.js";
 
 type Figures = ReturnType<typeof reliabilityFigures>;
-export interface RaceHook {
-  /** Called right after the engine found the ports free, before QEMU binds them. */
-  afterPortCheck?: ((ports: readonly number[]) => Promise<void>) | undefined;
-}
-
 /** What a promise settles with: its value or its rejection. */
 const settled = <T>(p: Promise<T>): Promise<T | unknown> =>
   p.then(
@@ -74,7 +70,7 @@ async function bareQemu(target: QemuTarget) {
   };
 }
 
-export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: RaceHook, rel: Figures): void {
+export function protocolScenario(emu: TestEmulator, target: QemuTarget, rel: Figures): void {
   const config = emu.config();
   const paths = runPaths(config.runDir);
 
@@ -226,12 +222,15 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
     await rel.fault("host port taken racing with launch", async () => {
       const cold = emu.config({ snapshot: "never" });
       let holder: Awaited<ReturnType<typeof portHolder>> | undefined;
-      hook.afterPortCheck = async () => {
-        hook.afterPortCheck = undefined;
-        holder = await portHolder(cold.ports.inbucket);
+      // The race, made certain: the port is taken right after the engine found it free.
+      const checkPorts: EngineDeps["checkPorts"] = async (bind, ports) => {
+        await realDeps.checkPorts(bind, ports);
+        holder ??= await portHolder(cold.ports.inbucket);
       };
       try {
-        const err = (await start(cold).catch((e: unknown) => e)) as PortInUseError;
+        const err = (await start(cold, undefined, { deps: { checkPorts } }).catch(
+          (e: unknown) => e,
+        )) as PortInUseError;
         expect(holder).toBeDefined();
         expect(err).toBeInstanceOf(PortInUseError);
         expect(err.message).toBe(
@@ -240,7 +239,6 @@ export function protocolScenario(emu: TestEmulator, target: QemuTarget, hook: Ra
         expect((await status(cold)).vm.running).toBe(false);
         return err.message;
       } finally {
-        hook.afterPortCheck = undefined;
         if (holder) await stopChild(holder);
       }
     });

@@ -54,19 +54,35 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
   }
 }
 
-export function securityScenario(emu: TestEmulator, seen: { secrets: RotatedSecrets[] }, rel: Figures): void {
+/** The secrets the guest was rotated to, read from its own key file (test-guest observability). */
+async function liveSecrets(emu: TestEmulator, config: EmulatorConfig): Promise<RotatedSecrets> {
+  const text = await emu.agentExec(config, "/bin/cat", ["/data/stack/keys.env"]);
+  const v = Object.fromEntries(
+    text
+      .trim()
+      .split("\n")
+      .map((l) => l.split("=", 2) as [string, string]),
+  );
+  return {
+    publishableClientKey: v.STACK_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY!,
+    secretServerKey: v.STACK_INTERNAL_PROJECT_SECRET_SERVER_KEY!,
+    superSecretAdminKey: v.STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY!,
+    cronSecret: v.CRON_SECRET!,
+  };
+}
+
+export function securityScenario(emu: TestEmulator, rel: Figures): void {
   const config = emu.config();
   const paths = runPaths(config.runDir);
 
   it("leaks no rotated secret into output, debug traces, logs, files or error messages", async () => {
     await rel.fault("secret hunt over a debug-traced start", async () => {
       const env = { ...envFor(config), HEXCLAVE_EMULATOR_DEBUG: "1" };
-      seen.secrets.length = 0;
       await emu.stop(config);
       const started = await cli(["start"], env);
       expect(started.code, started.out.slice(-3000)).toBe(0);
-      expect(seen.secrets).toHaveLength(1);
-      const secrets = seen.secrets[0]!;
+      const secrets = await liveSecrets(emu, config);
+      for (const v of Object.values(secrets)) expect(v).toMatch(/^[0-9a-f]{64}$/);
       expect(readPck(config)).toBe(secrets.publishableClientKey);
       // The trace is there, with the rotation's stdin redacted.
       expect(started.out).toContain("[debug] QMP -> ");
