@@ -24,3 +24,4 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+[ "$profile" = main ] || { bash scripts/k8s/cluster.sh prepare && bash scripts/k8s/build-image.sh >/dev/null; } # the test cluster's pieces and the agent image, cached

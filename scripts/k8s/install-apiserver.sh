@@ -8,12 +8,19 @@
 #   - etcd from go.etcd.io/etcd/server/v3, with the same wrapper trick (its
 #     go.mod replaces the sibling api/client/pkg modules with ../).
 #   - helm from helm.sh/helm/v3 (a plain `go build` of its cmd/helm).
+#   - `cluster` (only when asked for): kubelet, kube-scheduler,
+#     kube-controller-manager and kube-proxy of the same Kubernetes version,
+#     from the same wrapper module, for the one-node cluster of
+#     scripts/k8s/cluster.sh; cached apart, in $TOOLS_DIR/kubernetes-node/.
 # Each lands in $TOOLS_DIR/<tool>/<version>/bin/, is built into a temporary
 # directory and published by rename after it ran once, so a cached entry is
 # always complete. Idempotent: a cached version is not rebuilt.
 #
-# Usage: install-apiserver.sh [--env] [--cached-only] [kubernetes|etcd|helm ...]
+# Usage: install-apiserver.sh [--env] [--cached-only] [kubernetes|etcd|helm|cluster ...]
+#   (no tool named: kubernetes etcd helm)
 #   --env          print KUBE_APISERVER_BIN=..., KUBECTL_BIN=..., ETCD_BIN=..., HELM_BIN=...
+#                  (and KUBELET_BIN, KUBE_SCHEDULER_BIN, KUBE_CONTROLLER_MANAGER_BIN,
+#                  KUBE_PROXY_BIN when cluster is named)
 #   --cached-only  build nothing; exit 3 when a wanted binary is not cached (for tests)
 set -euo pipefail
 
@@ -32,8 +39,8 @@ for arg in "$@"; do
   case "$arg" in
     --env) print_env=1 ;;
     --cached-only) cached_only=1 ;;
-    kubernetes | etcd | helm) wanted+=("$arg") ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    kubernetes | etcd | helm | cluster) wanted+=("$arg") ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) log "unknown argument: $arg"; exit 2 ;;
   esac
 done
@@ -42,9 +49,15 @@ done
 k8s_dir="$TOOLS_DIR/kubernetes/v$K8S_VERSION"
 etcd_dir="$TOOLS_DIR/etcd/v$ETCD_VERSION"
 helm_dir="$TOOLS_DIR/helm/v$HELM_VERSION"
+node_dir="$TOOLS_DIR/kubernetes-node/v$K8S_VERSION"
+NODE_BINS=(kubelet kube-scheduler kube-controller-manager kube-proxy)
+node_cached() {
+  local b
+  for b in "${NODE_BINS[@]}"; do [ -x "$node_dir/bin/$b" ] || return 1; done
+}
 
 missing() {
-  log "$1 is not built yet: run bash scripts/k8s/install-apiserver.sh"
+  log "$1 is not built yet: run bash scripts/k8s/install-apiserver.sh${2:+ $2}"
   exit 3
 }
 if [ "$cached_only" = 1 ]; then
@@ -53,6 +66,7 @@ if [ "$cached_only" = 1 ]; then
       kubernetes) [ -x "$k8s_dir/bin/kube-apiserver" ] && [ -x "$k8s_dir/bin/kubectl" ] || missing "kube-apiserver v$K8S_VERSION" ;;
       etcd) [ -x "$etcd_dir/bin/etcd" ] || missing "etcd v$ETCD_VERSION" ;;
       helm) [ -x "$helm_dir/bin/helm" ] || missing "helm v$HELM_VERSION" ;;
+      cluster) node_cached || missing "kubelet and the control plane v$K8S_VERSION" cluster ;;
     esac
   done
 fi
@@ -78,12 +92,9 @@ timed() {
   log "$name built in $((SECONDS - t0)) s"
 }
 
-build_kubernetes() {
-  local work; work="$(mktemp -d "${TMPDIR:-/tmp}/hexclave-k8s-XXXXXX")"
-  # shellcheck disable=SC2064
-  trap "rm -rf '$work'" RETURN
+# The wrapper module for k8s.io/kubernetes in the current directory; sets K8S_LDFLAGS.
+k8s_module() {
   local ver="v$K8S_VERSION" staging="v0.${K8S_VERSION#1.}"
-  cd "$work"
   go mod init hexclave.local/k8s-tools >/dev/null 2>&1
   local gomod
   gomod="$(go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
@@ -96,19 +107,47 @@ build_kubernetes() {
   for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod"); do
     go mod edit -replace="$m=$m@$staging"
   done
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$ver" "k8s.io/kubernetes/cmd/kubectl@$ver" >/dev/null
   local minor="${K8S_VERSION#1.}"; minor="${minor%%.*}"
-  local ldflags="-s -w"
+  K8S_LDFLAGS="-s -w"
   local p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    K8S_LDFLAGS+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
+}
+
+build_kubernetes() {
+  local work; work="$(mktemp -d "${TMPDIR:-/tmp}/hexclave-k8s-XXXXXX")"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  local ver="v$K8S_VERSION"
+  cd "$work"
+  k8s_module
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$ver" "k8s.io/kubernetes/cmd/kubectl@$ver" >/dev/null
   mkdir -p "$work/out/bin"
-  nice -n "$NICE" go build -trimpath -ldflags "$ldflags" -o "$work/out/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  nice -n "$NICE" go build -trimpath -ldflags "$ldflags" -o "$work/out/bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+  nice -n "$NICE" go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$work/out/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  nice -n "$NICE" go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$work/out/bin/kubectl" k8s.io/kubernetes/cmd/kubectl
   "$work/out/bin/kube-apiserver" --version >/dev/null
   "$work/out/bin/kubectl" version --client >/dev/null
   publish "$k8s_dir" "$work/out"
+}
+
+# kubelet, kube-scheduler, kube-controller-manager, kube-proxy; each timed.
+build_cluster() {
+  local work; work="$(mktemp -d "${TMPDIR:-/tmp}/hexclave-k8s-node-XXXXXX")"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  local ver="v$K8S_VERSION" b
+  cd "$work"
+  k8s_module
+  local pkgs=()
+  for b in "${NODE_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@$ver"); done
+  go get "${pkgs[@]}" >/dev/null
+  mkdir -p "$work/out/bin"
+  for b in "${NODE_BINS[@]}"; do
+    timed "$b v$K8S_VERSION" nice -n "$NICE" go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$work/out/bin/$b" "k8s.io/kubernetes/cmd/$b"
+    "$work/out/bin/$b" --version >/dev/null
+  done
+  publish "$node_dir" "$work/out"
 }
 
 build_etcd() {
@@ -173,6 +212,12 @@ for tool in "${wanted[@]}"; do
         timed "helm v$HELM_VERSION" build_helm
       fi
       ;;
+    cluster)
+      if node_cached; then log "kubelet and the control plane v$K8S_VERSION cached in $node_dir"; else
+        log "building ${NODE_BINS[*]} v$K8S_VERSION (about 6 minutes on 2 cores)"
+        timed "${NODE_BINS[*]} v$K8S_VERSION" build_cluster
+      fi
+      ;;
   esac
 done
 
@@ -181,4 +226,10 @@ if [ "$print_env" = 1 ]; then
   echo "KUBECTL_BIN=$k8s_dir/bin/kubectl"
   echo "ETCD_BIN=$etcd_dir/bin/etcd"
   echo "HELM_BIN=$helm_dir/bin/helm"
+  if [[ " ${wanted[*]} " == *" cluster "* ]]; then
+    echo "KUBELET_BIN=$node_dir/bin/kubelet"
+    echo "KUBE_SCHEDULER_BIN=$node_dir/bin/kube-scheduler"
+    echo "KUBE_CONTROLLER_MANAGER_BIN=$node_dir/bin/kube-controller-manager"
+    echo "KUBE_PROXY_BIN=$node_dir/bin/kube-proxy"
+  fi
 fi

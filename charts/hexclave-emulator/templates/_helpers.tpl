@@ -46,6 +46,14 @@ app.kubernetes.io/component: controller
 {{- define "hexclave-emulator.controllerConfig" -}}
 {{- $c := .Values.controller -}}
 {{- $a := .Values.agent -}}
+{{- /* A null here would reach the controller, which needs a number (its default is 65532). */ -}}
+{{- if or (kindIs "invalid" $a.runAsUser) (kindIs "invalid" $a.runAsGroup) -}}
+{{- fail "agent.runAsUser and agent.runAsGroup must be numbers (0 runs the agent as root)" -}}
+{{- end -}}
+{{- /* runc's device cgroup refuses a hostPath /dev/kvm to an unprivileged container. */ -}}
+{{- if and (eq $a.kvm.mode "host-path") (not $a.privileged) -}}
+{{- fail "agent.kvm.mode=host-path needs agent.privileged=true (an unprivileged container may not open a hostPath /dev/kvm); or use device-plugin" -}}
+{{- end -}}
 {{- $agent := dict
   "image" (include "hexclave-emulator.image" .)
   "imagePullPolicy" .Values.image.pullPolicy
@@ -65,6 +73,7 @@ app.kubernetes.io/component: controller
   "tolerations" $a.tolerations
 -}}
 {{- if $a.priorityClassName -}}{{- $_ := set $agent "priorityClassName" $a.priorityClassName -}}{{- end -}}
+{{- if not (kindIs "invalid" $a.fsGroup) -}}{{- $_ := set $agent "fsGroup" $a.fsGroup -}}{{- end -}}
 {{- $cfg := dict
   "namespace" .Release.Namespace
   "watchNamespace" $c.watchNamespace

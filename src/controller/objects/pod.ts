@@ -102,12 +102,54 @@ function volumesOf(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): [V1Vo
   return [volumes, mounts];
 }
 
+/** A path as one sh word. */
+const shellWord = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * The node store is a hostPath, which the kubelet creates root-owned (0755) and fsGroup does not
+ * reach. For a non-root agent this root step makes the store and its directories and hands them
+ * to the agent's user; nothing else in the Pod runs as root.
+ */
+function prepareStore(agent: AgentOptions): V1Container | undefined {
+  const uid = agent.runAsUser;
+  if (uid === undefined || uid === 0) return undefined;
+  const dir = shellWord(agent.storeMountPath);
+  return {
+    name: "prepare-store",
+    image: agent.image,
+    imagePullPolicy: agent.imagePullPolicy,
+    command: [
+      "sh",
+      "-c",
+      `mkdir -p ${dir}/snapshots ${dir}/images && chown -R ${uid}:${agent.runAsGroup ?? uid} ${dir}`,
+    ],
+    securityContext: {
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER"] },
+    },
+    resources: { requests: { cpu: "10m", memory: "16Mi" }, limits: { memory: "64Mi" } },
+    volumeMounts: [{ name: "store", mountPath: agent.storeMountPath }],
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+}
+
 export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): V1Pod {
   const ports = servicePortsOf(spec);
   const ramMiB = memoryMiB(spec.resources.memory);
   const memory = `${ramMiB + agent.memoryOverheadMiB}Mi`;
   const kvm = agent.kvm.mode === "device-plugin" ? { [agent.kvm.resourceName]: "1" } : {};
   const [volumes, volumeMounts] = volumesOf(owner, spec, agent);
+  const init = prepareStore(agent);
+  // The Secret's files are 0400 root: a non-root agent reads them through the Pod's fsGroup
+  // (the kubelet makes them 0440 and of that group), by default the agent's group.
+  const fsGroup =
+    agent.fsGroup ??
+    (agent.runAsUser === undefined || agent.runAsUser === 0
+      ? undefined
+      : (agent.runAsGroup ?? agent.runAsUser));
   const container: V1Container = {
     name: CONTAINER,
     image: agent.image,
@@ -174,9 +216,10 @@ export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions):
         runAsNonRoot: agent.runAsNonRoot,
         ...(agent.runAsUser === undefined ? {} : { runAsUser: agent.runAsUser }),
         ...(agent.runAsGroup === undefined ? {} : { runAsGroup: agent.runAsGroup }),
-        ...(agent.fsGroup === undefined ? {} : { fsGroup: agent.fsGroup }),
+        ...(fsGroup === undefined ? {} : { fsGroup }),
         seccompProfile: { type: "RuntimeDefault" },
       },
+      ...(init ? { initContainers: [init] } : {}),
       containers: [container],
       volumes,
     },

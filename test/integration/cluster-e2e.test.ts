@@ -1,0 +1,640 @@
+/**
+ * End to end on a real one-node cluster (scripts/k8s/cluster.sh: kubelet,
+ * containerd, kube-proxy, scheduler, controller manager, API server): the
+ * chart installed with its defaults, except what cannot hold here (no
+ * registry: the image is imported and never pulled; no usable KVM: TCG), runs
+ * the controller in its own Pods; an Emulator becomes an agent Pod that runs
+ * the engine as non-root, captures into the node store and resumes; a second
+ * one resumes from that store; another Pod reaches it through its Service;
+ * delete stops the VM cleanly and removes what the controller made; helm
+ * uninstall leaves nothing behind. Waits end on watched states; the times
+ * printed are measurements, never assertions.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { V1Pod } from "@kubernetes/client-node";
+import { ClusterView } from "../support/controller-env.js";
+import { importAgentImage, startRealCluster, type RealCluster } from "../support/k8s-cluster.js";
+import { REPO_ROOT, testGuestImage } from "../support/tools.js";
+import { HEALTH_CHECKS } from "../../src/engine/guest/services.js";
+import { parseSpec, type Emulator } from "../../src/controller/crd/types.js";
+import { buildPod } from "../../src/controller/objects/pod.js";
+import { buildSecret } from "../../src/controller/objects/secret.js";
+import { AgentOptions } from "../../src/controller/options.js";
+
+const RELEASE = "hexclave-emulator";
+const RELEASE_NS = "hexclave-emulator";
+const NS = "e2e";
+/** The chart's default node store; the node is this machine. */
+const STORE = "/var/lib/hexclave-emulator";
+const GUEST = `${STORE}/images/test-guest.qcow2`;
+const AGENT_UID = 65532;
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+const seconds = (t0: number) => Number(((performance.now() - t0) / 1000).toFixed(1));
+const times: Record<string, number> = {};
+
+/** The QEMUs of emulator Pods on this node (their run dir is the Pod's emptyDir at /run/hexclave-emulator). */
+function podQemus(): { pid: number; uid: number }[] {
+  const found: { pid: number; uid: number }[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (!cmd.includes("qemu-system") || !cmd.includes("/run/hexclave-emulator/run/")) continue;
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))![1]);
+      found.push({ pid: Number(entry), uid });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+let cluster: RealCluster;
+let imageName = "";
+
+beforeAll(async () => {
+  cluster = await startRealCluster();
+  times["cluster up"] = cluster.startedHere ? Number(cluster.upSeconds.toFixed(1)) : 0;
+  const image = await importAgentImage(cluster);
+  imageName = image.name;
+  times["image build+import"] = Number(image.seconds.toFixed(1));
+}, 1_200_000);
+
+/** Cleanup goes on past a step that fails, so that the cluster still comes down. */
+const quietly = (step: () => unknown) => {
+  try {
+    step();
+  } catch (err) {
+    console.log(`[cluster-e2e] cleanup: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+  }
+};
+
+afterAll(async () => {
+  // helm leaves the CRD (crds/ are never deleted by uninstall): as found, for a cluster that stays up.
+  if (cluster && !cluster.startedHere)
+    quietly(() =>
+      cluster.kubectl([
+        "delete",
+        "crd",
+        "emulators.emulator.hexclave.com",
+        "--ignore-not-found",
+        "--timeout=60s",
+      ]),
+    );
+  const down = await cluster?.stop();
+  if (down !== undefined) times["cluster down"] = Number(down.toFixed(1));
+  console.log(`[cluster-e2e] measured (s): ${JSON.stringify(times)}`);
+  // For a series of runs (scripts/repeat-tests.sh keeps no log of a passing run).
+  if (process.env.HEXCLAVE_E2E_TIMES)
+    appendFileSync(process.env.HEXCLAVE_E2E_TIMES, `${JSON.stringify(times)}\n`);
+}, 300_000);
+
+describe("the chart on a real one-node cluster, end to end", () => {
+  let view: ClusterView;
+  const followers: ChildProcess[] = [];
+  const condition = (e: Emulator | undefined, type: string) =>
+    e?.status?.conditions?.find((c) => c.type === type);
+  const ready = (name: string) => () => {
+    const e = view.emulator(name);
+    if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
+    return condition(e, "Ready")?.status === "True" ? e : undefined;
+  };
+  const podDetail = (name: string) => () => {
+    const p = view.pod(`${name}-emulator`);
+    const statuses = [...(p?.status?.initContainerStatuses ?? []), ...(p?.status?.containerStatuses ?? [])];
+    let logs = "";
+    try {
+      logs = cluster.kubectl(["logs", `${name}-emulator`, "-n", NS, "--tail=15"]);
+    } catch {
+      /* not started */
+    }
+    return `pod ${p?.status?.phase} ${JSON.stringify(statuses.map((s) => s.state))}; emulator ${JSON.stringify(view.emulator(name)?.status?.conditions)}; logs: ${logs}`;
+  };
+  const apply = (name: string) =>
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "emulator.hexclave.com/v1alpha1",
+        kind: "Emulator",
+        metadata: { name, namespace: NS },
+        spec: { image: GUEST, resources: { memory: "512Mi", cpus: 1 } },
+      }),
+    );
+  const secretKey = (name: string) =>
+    Buffer.from(view.secret(`${name}-emulator-keys`)!.data!.publishableClientKey!, "base64").toString();
+  const gone = (name: string) =>
+    view.until(
+      `${name}, its Pod, Service and Secret gone`,
+      () =>
+        !view.emulator(name) &&
+        !view.pod(`${name}-emulator`) &&
+        !view.service(name) &&
+        !view.secret(`${name}-emulator-keys`),
+      180_000,
+    );
+
+  /** From another Pod, through the Service's DNS name (a hostAlias: no cluster DNS here): health and fingerprint. */
+  const probeFromPod = async (name: string): Promise<Record<string, string | number>> => {
+    const emu = view.emulator(name)!;
+    const svc = view.service(name)!;
+    const endpoints = emu.status!.endpoints!;
+    const checks = Object.fromEntries(
+      Object.entries(HEALTH_CHECKS).map(([k, c]) => [k, c.kind === "http" ? c.path : null]),
+    );
+    const script = `
+      import { connect } from "node:net";
+      const eps = JSON.parse(process.env.ENDPOINTS), paths = JSON.parse(process.env.CHECKS), out = {};
+      for (const e of eps) {
+        out[e.name] = paths[e.name]
+          ? (await fetch(e.url + paths[e.name])).status
+          : await new Promise((res) => {
+              const s = connect(e.port, e.host, () => { s.destroy(); res("open"); });
+              s.on("error", (err) => res(err.code));
+            });
+      }
+      const backend = eps.find((e) => e.name === "backend");
+      out.fingerprint = (await (await fetch(backend.url + "/internal/pck-fingerprint")).text()).trim();
+      console.log(JSON.stringify(out));`;
+    const pod = `probe-${name}`;
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: pod, namespace: NS },
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          hostAliases: [{ ip: svc.spec!.clusterIP, hostnames: [endpoints[0]!.host] }],
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: AGENT_UID,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          containers: [
+            {
+              name: "probe",
+              image: imageName,
+              imagePullPolicy: "Never",
+              command: ["node", "--input-type=module", "-e", script],
+              env: [
+                { name: "ENDPOINTS", value: JSON.stringify(endpoints) },
+                { name: "CHECKS", value: JSON.stringify(checks) },
+              ],
+              resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+            },
+          ],
+        },
+      }),
+    );
+    const phase = await view.until(
+      `${pod} done`,
+      () => {
+        const p = view.pod(pod)?.status?.phase;
+        return p === "Succeeded" || p === "Failed" ? p : undefined;
+      },
+      120_000,
+    );
+    const logs = cluster.kubectl(["logs", pod, "-n", NS]);
+    expect(phase, logs).toBe("Succeeded");
+    cluster.kubectl(["delete", "pod", pod, "-n", NS, "--wait=false"]);
+    return JSON.parse(logs.trim().split("\n").pop()!) as Record<string, string | number>;
+  };
+
+  /** `kubectl logs -f` of the agent, kept from now until its container ends. */
+  const followAgent = (name: string) => {
+    let out = "";
+    const child = spawn(
+      cluster.kubectlBin,
+      [
+        `--kubeconfig=${cluster.kubeconfigPath}`,
+        "logs",
+        "-f",
+        `${name}-emulator`,
+        "-n",
+        NS,
+        "-c",
+        "emulator",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    followers.push(child);
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const ended = new Promise<void>((r) => child.once("exit", () => r()));
+    return { text: () => out, ended };
+  };
+
+  beforeAll(() => {
+    // A fresh node store, so the first Emulator captures; the guest image sits in it (a file on the node).
+    rmSync(STORE, { recursive: true, force: true });
+    mkdirSync(`${STORE}/images`, { recursive: true });
+    copyFileSync(testGuestImage(), GUEST);
+    chmodSync(GUEST, 0o644);
+    for (const ns of [NS, RELEASE_NS, "e2e-baseline"])
+      cluster.kubectl(["delete", "namespace", ns, "--ignore-not-found", "--timeout=120s"]);
+    // The controller passes the restricted level; emulator Pods mount a hostPath, which only privileged allows.
+    cluster.kubectl(["create", "namespace", RELEASE_NS]);
+    cluster.kubectl(["label", "namespace", RELEASE_NS, "pod-security.kubernetes.io/enforce=restricted"]);
+    cluster.kubectl(["create", "namespace", NS]);
+    cluster.kubectl(["label", "namespace", NS, "pod-security.kubernetes.io/enforce=privileged"]);
+    cluster.kubectl(["create", "namespace", "e2e-baseline"]);
+    cluster.kubectl(["label", "namespace", "e2e-baseline", "pod-security.kubernetes.io/enforce=baseline"]);
+  }, 600_000);
+
+  afterAll(async () => {
+    for (const f of followers) f.kill();
+    await view?.stop();
+    if (cluster) {
+      // After a failure, Emulators may be left: deleted while the controller runs, its finalizer
+      // stops their VMs; whatever still holds the finalizer after that is let go.
+      quietly(() => cluster.kubectl(["delete", "emulators", "--all", "-n", NS, "--timeout=120s"]));
+      quietly(() => cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=120s"]));
+      quietly(() => {
+        for (const name of cluster
+          .kubectl(["get", "emulators", "-n", NS, "-o", "name"])
+          .split("\n")
+          .filter(Boolean))
+          cluster.kubectl([
+            "patch",
+            name,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+          ]);
+      });
+      for (const ns of [NS, "e2e-baseline", RELEASE_NS])
+        quietly(() => cluster.kubectl(["delete", "namespace", ns, "--ignore-not-found", "--timeout=180s"]));
+    }
+    rmSync(STORE, { recursive: true, force: true });
+  }, 600_000);
+
+  it("installs the chart: the controller Deployment is Available and one replica holds the Lease", async () => {
+    const t0 = performance.now();
+    cluster.helm([
+      "install",
+      RELEASE,
+      join(REPO_ROOT, "charts/hexclave-emulator"),
+      "-n",
+      RELEASE_NS,
+      "--set",
+      "image.pullPolicy=Never",
+      "--set",
+      "agent.kvm.mode=none",
+    ]);
+    cluster.kubectl([
+      "wait",
+      "--for=condition=Available",
+      `deployment/${RELEASE}`,
+      "-n",
+      RELEASE_NS,
+      "--timeout=240s",
+    ]);
+    cluster.kubectl(["wait", "--for=create", `lease/${RELEASE}-leader`, "-n", RELEASE_NS, "--timeout=120s"]);
+    cluster.kubectl([
+      "wait",
+      "--for=jsonpath={.spec.holderIdentity}",
+      `lease/${RELEASE}-leader`,
+      "-n",
+      RELEASE_NS,
+      "--timeout=120s",
+    ]);
+    times["helm install → controller Available + Lease held"] = seconds(t0);
+    const holder = cluster.getJson<{ spec: { holderIdentity: string } }>([
+      "lease",
+      `${RELEASE}-leader`,
+      "-n",
+      RELEASE_NS,
+    ])!.spec.holderIdentity;
+    const pods = cluster.getJson<{ items: V1Pod[] }>([
+      "pods",
+      "-n",
+      RELEASE_NS,
+      "-l",
+      "app.kubernetes.io/component=controller",
+    ])!.items;
+    expect(pods).toHaveLength(2);
+    expect(pods.filter((p) => holder.startsWith(`${p.metadata!.name}_`))).toHaveLength(1);
+    view = new ClusterView(cluster.admin(), NS);
+    await view.start();
+  }, 600_000);
+
+  let firstQemus: { pid: number; uid: number }[] = [];
+  let firstKey = "";
+  it("runs an Emulator: the agent Pod, non-root, captures on the node and resumes; Ready with its boot report", async () => {
+    const t0 = performance.now();
+    apply("first");
+    const first = await view.until("first Ready", ready("first"), 600_000, podDetail("first"));
+    times["apply → Ready (capture, then resume)"] = seconds(t0);
+    expect(first.status).toMatchObject({
+      phase: "Ready",
+      bootMode: "resume",
+      node: cluster.nodeName,
+      secretName: "first-emulator-keys",
+      accelerator: "tcg",
+    });
+    expect(condition(first, "SecretsRotated")).toMatchObject({ status: "True" });
+    expect(first.status!.startupSeconds!).toBeGreaterThan(0);
+    expect(Object.keys(first.status!.timings!)).toEqual(
+      expect.arrayContaining(["capture-boot", "resume-migrate"]),
+    );
+    const pod = view.pod("first-emulator")!;
+    expect(pod.spec!.securityContext).toMatchObject({
+      runAsUser: AGENT_UID,
+      fsGroup: AGENT_UID,
+      runAsNonRoot: true,
+    });
+    expect(pod.status!.initContainerStatuses![0]!.state!.terminated).toMatchObject({ exitCode: 0 });
+    // The VM runs on this node, as the agent's user; the snapshot it captured is in the node store, the agent's.
+    firstQemus = podQemus();
+    expect(firstQemus.length).toBe(1);
+    expect(firstQemus[0]!.uid).toBe(AGENT_UID);
+    const snapshots = readdirSync(`${STORE}/snapshots`);
+    expect(snapshots.length).toBeGreaterThan(0);
+    expect(statSync(`${STORE}/snapshots`).uid).toBe(AGENT_UID);
+  }, 900_000);
+
+  it("answers through its Service from another Pod, with the Secret's key live", async () => {
+    const got = await probeFromPod("first");
+    expect(got).toMatchObject({ dashboard: 200, backend: 200, minio: 200, inbucket: 200, mockOauth: "open" });
+    firstKey = secretKey("first");
+    expect(got.fingerprint).toBe(sha256(firstKey));
+  }, 300_000);
+
+  it("needs a privileged namespace: Pod Security baseline refuses the agent Pod (hostPath)", () => {
+    const pod = view.pod("first-emulator")!;
+    const copy = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "baseline-check", namespace: "e2e-baseline" },
+      spec: { ...pod.spec, nodeName: undefined },
+    };
+    let err = "";
+    try {
+      cluster.kubectl(["create", "--dry-run=server", "-f", "-"], JSON.stringify(copy));
+    } catch (e) {
+      err = (e as { stderr?: string }).stderr ?? String(e);
+    }
+    expect(err).toMatch(/violates PodSecurity "baseline:latest": hostPath volumes/);
+  });
+
+  it("stops the VM cleanly and removes the Pod, Service and Secret when the Emulator is deleted", async () => {
+    const logs = followAgent("first");
+    const t0 = performance.now();
+    cluster.kubectl(["delete", "emulator", "first", "-n", NS, "--wait=false"]);
+    await gone("first");
+    times["delete → all gone"] = seconds(t0);
+    await logs.ended;
+    expect(logs.text()).toMatch(/VM stopped \(via (agent|acpi)\)/);
+    for (const q of firstQemus) expect(existsSync(`/proc/${q.pid}`), `QEMU ${q.pid}`).toBe(false);
+  }, 300_000);
+
+  it("resumes a second Emulator from the node store, with its own keys", async () => {
+    const t0 = performance.now();
+    apply("second");
+    const second = await view.until("second Ready", ready("second"), 420_000, podDetail("second"));
+    times["apply → Ready (resume from the store)"] = seconds(t0);
+    expect(second.status?.bootMode).toBe("resume");
+    const phases = Object.keys(second.status!.timings!);
+    expect(phases).toContain("resume-migrate");
+    expect(phases.filter((p) => p.startsWith("capture"))).toEqual([]);
+    const got = await probeFromPod("second");
+    expect(got.backend).toBe(200);
+    expect(got.fingerprint).toBe(sha256(secretKey("second")));
+    expect(got.fingerprint).not.toBe(sha256(firstKey));
+    const t1 = performance.now();
+    cluster.kubectl(["delete", "emulator", "second", "-n", NS, "--wait=false"]);
+    await gone("second");
+    times["delete → all gone (second)"] = seconds(t1);
+  }, 600_000);
+
+  it("uninstalls: helm uninstall leaves no controller, and the namespace of its Emulators deletes cleanly", async () => {
+    const t0 = performance.now();
+    cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=180s"]);
+    cluster.kubectl([
+      "wait",
+      "--for=delete",
+      "pod",
+      "-l",
+      `app.kubernetes.io/instance=${RELEASE}`,
+      "-n",
+      RELEASE_NS,
+      "--timeout=120s",
+    ]);
+    expect(cluster.kubectl(["get", "all", "-n", RELEASE_NS, "-o", "name"]).trim()).toBe("");
+    expect(cluster.kubectl(["get", "emulators", "-A", "-o", "name"]).trim()).toBe("");
+    // No finalizer is left to hold anything: the namespace goes at once.
+    cluster.kubectl(["delete", "namespace", NS, "--timeout=120s"]);
+    times["helm uninstall → nothing left"] = seconds(t0);
+  }, 300_000);
+});
+
+/**
+ * What a real kubelet and runc do to the agent's Pod, shown with the Pod the controller builds
+ * (buildPod) running a probe in place of the agent: the keys, the node store, /dev/kvm per KVM mode.
+ */
+describe("the agent Pod on a real kubelet: keys, node store, KVM modes", () => {
+  const PODS_NS = "e2e-pods";
+  const owner = { name: "shape", namespace: PODS_NS, uid: "00000000-0000-0000-0000-000000000000" };
+  const KVM_GID = 4242;
+  let view: ClusterView;
+  let n = 0;
+  const standIn = (mode: number, gid: number) => {
+    // A device node equal to /dev/kvm (10:232) with chosen permissions, so the node's own is left alone.
+    const path = join(cluster.stateDir, `kvm-${mode.toString(8)}-${gid}`);
+    if (!existsSync(path)) execFileSync("mknod", [path, "c", "10", "232"]);
+    chmodSync(path, mode);
+    chownSync(path, 0, gid);
+    return path;
+  };
+  const script = `
+    import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+    const tryIt = (f) => { try { f(); return "ok"; } catch (e) { return e.code; } };
+    const store = process.env.HEXCLAVE_EMULATOR_SNAPSHOT_DIR;
+    console.log(JSON.stringify({
+      uid: process.getuid(),
+      keys: tryIt(() => readFileSync(process.env.HEXCLAVE_AGENT_KEYS_DIR + "/publishableClientKey")),
+      store: tryIt(() => { mkdirSync(store, { recursive: true }); writeFileSync(store + "/.probe", "x"); }),
+      kvm: existsSync("/dev/kvm") ? tryIt(() => closeSync(openSync("/dev/kvm", "r+"))) : "absent",
+    }));`;
+
+  /** The controller's Pod for these options, its agent swapped for the probe; created, its name returned. */
+  const createProbe = (options: Record<string, unknown>, edit: (pod: V1Pod) => void = () => undefined) => {
+    const name = `shape-${++n}`;
+    const agent = AgentOptions.parse({
+      image: imageName,
+      imagePullPolicy: "Never",
+      storeHostPath: join(cluster.stateDir, `store-${name}`),
+      kvm: { mode: "none" },
+      ...options,
+    });
+    const spec = parseSpec({ image: "/x.qcow2", resources: { memory: "512Mi", cpus: 1 } });
+    if (!spec.ok) throw new Error(spec.problems.join("; "));
+    const pod = buildPod(owner, spec.spec, agent);
+    pod.metadata = { name, namespace: PODS_NS, labels: { probe: "shape" } };
+    pod.spec!.restartPolicy = "Never";
+    const c = pod.spec!.containers[0]!;
+    Object.assign(c, { command: ["node", "--input-type=module", "-e", script], args: [] });
+    delete c.readinessProbe;
+    delete c.livenessProbe;
+    const kvmRequest = agent.kvm.mode === "device-plugin" ? { [agent.kvm.resourceName]: "1" } : {};
+    c.resources = {
+      requests: { cpu: "10m", memory: "64Mi", ...kvmRequest },
+      limits: { memory: "256Mi", ...kvmRequest },
+    };
+    edit(pod);
+    cluster.kubectl(["apply", "-f", "-"], JSON.stringify(pod));
+    return name;
+  };
+  /** Its report, once it ran to its end. */
+  const probePod = async (
+    options: Record<string, unknown>,
+    edit?: (pod: V1Pod) => void,
+  ): Promise<{ uid: number; keys: string; store: string; kvm: string }> => {
+    const name = createProbe(options, edit);
+    await view.until(
+      `${name} done`,
+      () => /^(Succeeded|Failed)$/.test(view.pod(name)?.status?.phase ?? ""),
+      120_000,
+    );
+    const logs = cluster.kubectl(["logs", name, "-n", PODS_NS, "-c", "emulator"]);
+    return JSON.parse(logs.trim().split("\n").pop()!) as {
+      uid: number;
+      keys: string;
+      store: string;
+      kvm: string;
+    };
+  };
+
+  beforeAll(async () => {
+    cluster.kubectl(["delete", "namespace", PODS_NS, "--ignore-not-found", "--timeout=120s"]);
+    cluster.kubectl(["create", "namespace", PODS_NS]);
+    cluster.kubectl(["label", "namespace", PODS_NS, "pod-security.kubernetes.io/enforce=privileged"]);
+    const secret = buildSecret(owner);
+    secret.metadata = { name: secret.metadata!.name!, namespace: PODS_NS };
+    cluster.kubectl(["apply", "-f", "-"], JSON.stringify(secret));
+    view = new ClusterView(cluster.admin(), PODS_NS);
+    await view.start();
+  }, 300_000);
+
+  afterAll(async () => {
+    await view?.stop();
+    if (cluster)
+      quietly(() =>
+        cluster.kubectl(["delete", "namespace", PODS_NS, "--ignore-not-found", "--timeout=180s"]),
+      );
+  }, 300_000);
+
+  it("runs the image build-image.sh made: every package of packages.txt and every path of files.txt", async () => {
+    const packages = execFileSync("sh", [join(REPO_ROOT, "images/agent/packages.sh")], { encoding: "utf8" })
+      .trim()
+      .split(" ");
+    const paths = readFileSync(join(REPO_ROOT, "images/agent/files.txt"), "utf8")
+      .split("\n")
+      .map((l) => l.replace(/#.*/, "").trim().split(/\s+/)[1])
+      .filter((p): p is string => Boolean(p));
+    const name = "image-contents";
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name, namespace: PODS_NS },
+        spec: {
+          restartPolicy: "Never",
+          containers: [
+            {
+              name: "list",
+              image: imageName,
+              imagePullPolicy: "Never",
+              command: [
+                "sh",
+                "-c",
+                'dpkg-query -W -f "\\${Package}\\n"; ls -d "$@"; id -u; hexclave-emulator-k8s crd >/dev/null && echo crd-ok',
+                "sh",
+                ...paths,
+              ],
+              resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+            },
+          ],
+        },
+      }),
+    );
+    await view.until(
+      `${name} done`,
+      () => /^(Succeeded|Failed)$/.test(view.pod(name)?.status?.phase ?? ""),
+      120_000,
+    );
+    const out = cluster.kubectl(["logs", name, "-n", PODS_NS]).trim().split("\n");
+    expect(out).toEqual(expect.arrayContaining([...packages, ...paths, String(AGENT_UID), "crd-ok"]));
+  }, 180_000);
+
+  it("as built: the non-root agent reads its keys (fsGroup) and writes the store (prepare-store)", async () => {
+    expect(await probePod({})).toEqual({ uid: AGENT_UID, keys: "ok", store: "ok", kvm: "absent" });
+  }, 180_000);
+
+  it("without fsGroup and prepare-store, as the Pod was: neither (Secret files 0400 root, store 0755 root)", async () => {
+    const got = await probePod({}, (pod) => {
+      delete pod.spec!.securityContext!.fsGroup;
+      delete pod.spec!.initContainers;
+    });
+    expect(got).toEqual({ uid: AGENT_UID, keys: "EACCES", store: "EACCES", kvm: "absent" });
+  }, 180_000);
+
+  it("kvm host-path: unprivileged, runc's device cgroup refuses /dev/kvm; privileged, it opens", async () => {
+    const open = standIn(0o666, 0);
+    const hostPath = (pod: V1Pod) => {
+      pod.spec!.volumes!.find((v) => v.name === "kvm")!.hostPath!.path = open;
+    };
+    expect((await probePod({ kvm: { mode: "host-path" } }, hostPath)).kvm).toBe("EPERM");
+    expect((await probePod({ kvm: { mode: "host-path" }, privileged: true }, hostPath)).kvm).toBe("ok");
+  }, 300_000);
+
+  it("kvm host-path on a 0660 root:kvm device: the agent opens it with fsGroup set to the kvm group", async () => {
+    const group = standIn(0o660, KVM_GID);
+    const hostPath = (pod: V1Pod) => {
+      pod.spec!.volumes!.find((v) => v.name === "kvm")!.hostPath!.path = group;
+    };
+    const opts = { kvm: { mode: "host-path" }, privileged: true };
+    expect((await probePod(opts, hostPath)).kvm).toBe("EACCES");
+    expect(await probePod({ ...opts, fsGroup: KVM_GID }, hostPath)).toEqual({
+      uid: AGENT_UID,
+      keys: "ok",
+      store: "ok",
+      kvm: "ok",
+    });
+  }, 300_000);
+
+  it("kvm device-plugin without a plugin on the node: the Pod stays unschedulable, saying why", async () => {
+    const agent = { kvm: { mode: "device-plugin", resourceName: "devices.kubevirt.io/kvm" } };
+    const name = createProbe(agent);
+    const why = await view.until(
+      `${name} unschedulable`,
+      () =>
+        view
+          .pod(name)
+          ?.status?.conditions?.find((c) => c.type === "PodScheduled" && c.reason === "Unschedulable")
+          ?.message,
+      60_000,
+    );
+    expect(why).toMatch(/Insufficient devices\.kubevirt\.io\/kvm/);
+    cluster.kubectl(["delete", "pod", name, "-n", PODS_NS, "--wait=false"]);
+  }, 120_000);
+});
