@@ -7,7 +7,7 @@
  */
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseArgs } from "node:util";
-import { describeError } from "../engine/errors.js";
+import { describeError } from "../engine/index.js";
 import { runAgent } from "./agent/agent.js";
 import { runWarm } from "./agent/warm.js";
 import { EmulatorController, jsonLogger } from "./controller.js";

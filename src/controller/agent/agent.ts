@@ -12,16 +12,26 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { describeError, EngineError } from "../../engine/errors.js";
-import { loadConfig, type EmulatorConfig } from "../../engine/config/index.js";
-import { start as engineStart, type StartOptions, type StartResult } from "../../engine/lifecycle/start.js";
-import { stopVm } from "../../engine/lifecycle/stop.js";
-import { runPaths } from "../../engine/lifecycle/run-dir.js";
-import { checkOnce, probeHost, servicesFor } from "../../engine/guest/health.js";
-import { isAlive, readPidFile } from "../../engine/qemu/process.js";
-import { pullImage } from "../../engine/image/pull.js";
-import { checkSecrets, type RotatedSecrets } from "../../engine/guest/rotation.js";
-import type { EngineEvent } from "../../engine/lifecycle/events.js";
+import {
+  EngineError,
+  checkOnce,
+  checkSecrets,
+  describeError,
+  isAlive,
+  loadConfig,
+  probeHost,
+  pullImage,
+  readPidFile,
+  runPaths,
+  servicesFor,
+  start as engineStart,
+  stopVm,
+  type EmulatorConfig,
+  type EngineEvent,
+  type RotatedSecrets,
+  type StartOptions,
+  type StartResult,
+} from "../../engine/index.js";
 import { realClock, type Clock } from "../clock.js";
 import { startProbeServer, type ProbeServer } from "../http/probe-server.js";
 import { SECRET_KEYS } from "../objects/secret.js";

@@ -4,9 +4,7 @@
  * answering /readyz so the DaemonSet shows which nodes are warm.
  */
 import { existsSync } from "node:fs";
-import { describeError } from "../../engine/errors.js";
-import { captureOnly } from "../../engine/lifecycle/capture-verb.js";
-import { pullImage } from "../../engine/image/pull.js";
+import { captureOnly, describeError, pullImage } from "../../engine/index.js";
 import { startProbeServer } from "../http/probe-server.js";
 import { agentConfig } from "./agent.js";
 import { AGENT_ENV } from "./contract.js";

@@ -7,7 +7,7 @@
  */
 import { isAbsolute } from "node:path";
 import { z } from "zod";
-import { ARCHES, SERVICE_NAMES, SNAPSHOT_MODES } from "../../engine/config/index.js";
+import { ARCHES, SERVICE_NAMES, SNAPSHOT_MODES } from "../../engine/index.js";
 
 export const GROUP = "emulator.hexclave.com";
 export const VERSION = "v1alpha1";

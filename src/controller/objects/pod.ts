@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import { SERVICE_NAMES } from "../../engine/config/index.js";
+import { SERVICE_NAMES } from "../../engine/index.js";
 import { AGENT_ENV, AGENT_PATHS } from "../agent/contract.js";
 import { isImageUrl, memoryMiB, type EmulatorSpec } from "../crd/types.js";
 import type { AgentOptions } from "../options.js";

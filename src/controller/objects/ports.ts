@@ -1,5 +1,4 @@
-import { SERVICE_NAMES, type ServiceName } from "../../engine/config/index.js";
-import { DEFAULTS } from "../../engine/config/defaults.js";
+import { DEFAULTS, SERVICE_NAMES, type ServiceName } from "../../engine/index.js";
 import type { EmulatorSpec } from "../crd/types.js";
 
 /** The engine's default port of each service. */

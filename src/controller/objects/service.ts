@@ -1,6 +1,6 @@
 /** The Service in front of an Emulator's Pod: one port per exposed service. */
 import type { V1Service, V1ServicePort } from "@kubernetes/client-node";
-import { SERVICE_NAMES, type ServiceName } from "../../engine/config/index.js";
+import { SERVICE_NAMES, type ServiceName } from "../../engine/index.js";
 import type { EmulatorSpec, Endpoint } from "../crd/types.js";
 import { labelsFor, ownerReference, selectorFor, serviceName, type Owned } from "./names.js";
 import { servicePortsOf } from "./ports.js";
