@@ -27,11 +27,11 @@ import {
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { V1Pod } from "@kubernetes/client-node";
-import { ClusterView } from "../support/controller-env.js";
+import { ClusterView, conditionOf, emulatorManifest, readyOrDegraded } from "../support/controller-env.js";
 import { importAgentImage, startRealCluster, type RealCluster } from "../support/k8s-cluster.js";
 import { REPO_ROOT, testGuestImage } from "../support/tools.js";
 import { HEALTH_CHECKS } from "../../src/engine/guest/services.js";
-import { parseSpec, type Emulator } from "../../src/controller/crd/types.js";
+import { parseSpec } from "../../src/controller/crd/types.js";
 import { buildPod } from "../../src/controller/objects/pod.js";
 import { buildSecret } from "../../src/controller/objects/secret.js";
 import { AgentOptions } from "../../src/controller/options.js";
@@ -107,13 +107,8 @@ afterAll(async () => {
 describe("the chart on a real one-node cluster, end to end", () => {
   let view: ClusterView;
   const followers: ChildProcess[] = [];
-  const condition = (e: Emulator | undefined, type: string) =>
-    e?.status?.conditions?.find((c) => c.type === type);
-  const ready = (name: string) => () => {
-    const e = view.emulator(name);
-    if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
-    return condition(e, "Ready")?.status === "True" ? e : undefined;
-  };
+  const condition = conditionOf;
+  const ready = (name: string) => readyOrDegraded(view, name);
   const podDetail = (name: string) => () => {
     const p = view.pod(`${name}-emulator`);
     const statuses = [...(p?.status?.initContainerStatuses ?? []), ...(p?.status?.containerStatuses ?? [])];
@@ -128,12 +123,7 @@ describe("the chart on a real one-node cluster, end to end", () => {
   const apply = (name: string) =>
     cluster.kubectl(
       ["apply", "-f", "-"],
-      JSON.stringify({
-        apiVersion: "emulator.hexclave.com/v1alpha1",
-        kind: "Emulator",
-        metadata: { name, namespace: NS },
-        spec: { image: GUEST, resources: { memory: "512Mi", cpus: 1 } },
-      }),
+      emulatorManifest(name, NS, { image: GUEST, resources: { memory: "512Mi", cpus: 1 } }),
     );
   const secretKey = (name: string) =>
     Buffer.from(view.secret(`${name}-emulator-keys`)!.data!.publishableClientKey!, "base64").toString();

@@ -26,6 +26,8 @@ import {
   getJson,
   Signal,
   type Seen,
+  conditionOf,
+  emulatorManifest,
 } from "../support/controller-env.js";
 import { FakeKubelet, type RunContainer } from "../support/controller-kubelet.js";
 import { EmulatorController } from "../../src/controller/controller.js";
@@ -89,17 +91,8 @@ describe("the controller against a real API server", () => {
   const scratch = mkdtempSync(join(tmpdir(), "hxe-ctl-"));
   const emu = (name: string) => getJson<Emulator>(cluster, ["emulator", name, "-n", NS]);
   const apply = (name: string, spec: Record<string, unknown>) =>
-    cluster.kubectl(
-      ["apply", "-f", "-"],
-      JSON.stringify({
-        apiVersion: "emulator.hexclave.com/v1alpha1",
-        kind: "Emulator",
-        metadata: { name, namespace: NS },
-        spec,
-      }),
-    );
-  const condition = (e: Emulator | undefined, type: string) =>
-    e?.status?.conditions?.find((c) => c.type === type);
+    cluster.kubectl(["apply", "-f", "-"], emulatorManifest(name, NS, spec));
+  const condition = conditionOf;
   const ready = (name: string) => {
     const e = view.emulator(name);
     return condition(e, "Ready")?.status === "True" ? e : undefined;

@@ -19,6 +19,8 @@ import {
   CONTROLLER_NS,
   controllerServiceAccount,
   getJson,
+  conditionOf,
+  readyOrDegraded,
 } from "../support/controller-env.js";
 import { FakeKubelet, localProcess } from "../support/controller-kubelet.js";
 import { REPO_ROOT, testGuestImage } from "../support/tools.js";
@@ -42,14 +44,9 @@ describe("kubectl apply of an Emulator, end to end (QEMU on PATH)", () => {
   const scratch = mkdtempSync(join(tmpdir(), "hxe-e2e-"));
   const runMount = join(scratch, "run");
   const emu = (name: string) => getJson<Emulator>(cluster, ["emulator", name, "-n", NS]);
-  const condition = (e: Emulator | undefined, type: string) =>
-    e?.status?.conditions?.find((c) => c.type === type);
-  /** Ready, from the watch; a Degraded condition on the way is kept as the reason should it time out. */
-  const ready = (name: string) => () => {
-    const e = view.emulator(name);
-    if (condition(e, "Degraded")?.status === "True") throw new Error(condition(e, "Degraded")!.message);
-    return condition(e, "Ready")?.status === "True" ? e : undefined;
-  };
+  const condition = conditionOf;
+  /** Ready, from the watch; a Degraded condition on the way fails the wait with its message. */
+  const ready = (name: string) => readyOrDegraded(view, name);
   const gone = (name: string, timeoutMs: number) =>
     view.until(`${name} gone`, () => !view.emulator(name), timeoutMs, kubeletLog);
   const kubeletLog = () => `kubelet: ${kubelet.log.slice(-6).join("; ")}; logs: ${agentLogs()}`;

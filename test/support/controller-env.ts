@@ -240,3 +240,28 @@ export function getJson<T = Record<string, unknown>>(cluster: TestCluster, args:
     throw err;
   }
 }
+
+/** An Emulator's condition of `type`, if it has one. */
+export const conditionOf = (e: Emulator | undefined, type: string) =>
+  e?.status?.conditions?.find((c) => c.type === type);
+
+/**
+ * A ClusterView wait for `name` to be Ready: the Emulator once it is, and a
+ * Degraded condition on the way fails the wait with its message.
+ */
+export const readyOrDegraded = (view: ClusterView, name: string) => (): Emulator | undefined => {
+  const e = view.emulator(name);
+  const degraded = conditionOf(e, "Degraded");
+  if (degraded?.status === "True") throw new Error(degraded.message);
+  return conditionOf(e, "Ready")?.status === "True" ? e : undefined;
+};
+
+/** An Emulator manifest, for `kubectl apply -f -`. */
+export function emulatorManifest(name: string, namespace: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: "Emulator",
+    metadata: { name, namespace },
+    spec,
+  });
+}
