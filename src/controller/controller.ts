@@ -82,7 +82,10 @@ export class EmulatorController {
     private readonly deps: ControllerDeps = {},
   ) {
     this.log = deps.log ?? jsonLogger;
-    this.metrics = controllerMetrics();
+    this.metrics = controllerMetrics({
+      leading: () => this.leading,
+      phases: () => this.emulators.list().map((e) => (e as unknown as Emulator).status?.phase),
+    });
     this.api = deps.api ?? controllerApi(kc);
     const m = this.metrics;
     const clock = deps.clock ?? realClock;
@@ -181,10 +184,7 @@ export class EmulatorController {
         port: this.options.http.port,
         healthz: () => undefined,
         readyz: () => (this.synced() ? undefined : "informers have not synced yet"),
-        metrics: () => {
-          this.countPhases();
-          return this.metrics.registry.render();
-        },
+        metrics: this.metrics,
         json: { "/leader": () => ({ leader: this.leading, identity: this.options.identity }) },
       });
     }
@@ -275,14 +275,5 @@ export class EmulatorController {
     } finally {
       m.reconcileDuration.observe((performance.now() - t0) / 1000);
     }
-  }
-
-  private countPhases(): void {
-    const counts: Record<string, number> = { Pending: 0, Starting: 0, Ready: 0, Degraded: 0, Terminating: 0 };
-    for (const e of this.emulators.list()) {
-      const p = (e as unknown as Emulator).status?.phase ?? "Pending";
-      counts[p] = (counts[p] ?? 0) + 1;
-    }
-    for (const [phase, n] of Object.entries(counts)) this.metrics.emulators.set(n, { phase });
   }
 }

@@ -79,6 +79,13 @@ export const ControllerOptions = z.object({
   reportTimeoutMs: z.number().int().min(100).default(3000),
   /** How often a Ready Emulator is re-checked without any event. */
   resyncSec: z.number().int().min(5).default(300),
+  /** Pods replaced because the agent template changed (a helm upgrade), not an Emulator's spec. */
+  rollout: z
+    .object({
+      /** At most this many such replacements coming up at once (each stops a running VM). */
+      maxUnavailable: z.number().int().min(1).default(1),
+    })
+    .default({ maxUnavailable: 1 }),
   agent: AgentOptions.default(AgentOptions.parse({})),
 });
 export type ControllerOptions = z.infer<typeof ControllerOptions>;

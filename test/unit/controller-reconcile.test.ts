@@ -10,7 +10,14 @@ import type { EmulatorApi, EmulatorList, OwnedApi } from "../../src/controller/k
 import { KubeError } from "../../src/controller/kube/errors.js";
 import { labelsFor, ownerReference } from "../../src/controller/objects/names.js";
 import { controllerOptions } from "../../src/controller/options.js";
-import { CONFLICT_RECHECK_MS, Reconciler, SAFETY_NET_MS } from "../../src/controller/reconcile/reconciler.js";
+import {
+  CONFLICT_RECHECK_MS,
+  Reconciler,
+  ROLLOUT_RECHECK_MS,
+  SAFETY_NET_MS,
+  type ReconcileDeps,
+} from "../../src/controller/reconcile/reconciler.js";
+import { controllerMetrics } from "../../src/controller/metrics/controller-metrics.js";
 
 const NS = "ns";
 const UID = "emu-uid";
@@ -27,6 +34,8 @@ class FakeApi implements EmulatorApi, OwnedApi {
   readonly secrets = new Map<string, V1Secret>();
   readonly calls: string[] = [];
   hideOnRead = false;
+  /** What the API server answers the next creates with (admission, validation, quota). */
+  refuse: Partial<Record<"pod" | "service" | "secret", KubeError>> = {};
   private rv = 1;
 
   private stamp<T extends Obj>(o: T): T {
@@ -42,6 +51,8 @@ class FakeApi implements EmulatorApi, OwnedApi {
   private create<T extends Obj>(store: Map<string, T>, o: T, what: string): T {
     const name = o.metadata?.name ?? "";
     this.calls.push(`create ${what} ${name}`);
+    const refused = this.refuse[what as "pod"];
+    if (refused) throw refused;
     if (store.has(name)) throw exists(`${what} ${name}`);
     const stored = this.stamp(o);
     store.set(name, stored);
@@ -134,7 +145,11 @@ describe("the reconcile, for objects of its names", () => {
     };
     cache = { pods: new Map(), services: new Map() };
     events = [];
-    reconciler = new Reconciler({
+    reconciler = reconcilerWith();
+  });
+
+  function reconcilerWith(extra: Partial<ReconcileDeps> = {}): Reconciler {
+    return new Reconciler({
       api,
       caches: {
         emulator: () => api.emulator,
@@ -143,9 +158,13 @@ describe("the reconcile, for objects of its names", () => {
       },
       options: controllerOptions({ identity: "test" }),
       fetchReport: () => Promise.resolve(undefined),
-      events: { normal: (_e, reason) => events.push(reason), warning: (_e, reason) => events.push(reason) },
+      events: {
+        normal: (_e, reason) => events.push(reason),
+        warning: (_e, reason, message) => events.push(`warning ${reason}: ${message}`),
+      },
+      ...extra,
     });
-  });
+  }
 
   it("reports a Secret of its name that it does not own as SecretConflict at once, and looks again later", async () => {
     api.secrets.set("e-emulator-keys", { metadata: foreign("e-emulator-keys"), data: { mine: "MQ==" } });
@@ -214,6 +233,152 @@ describe("the reconcile, for objects of its names", () => {
     api.pods.set("e-emulator", { metadata: { ...foreign("e-emulator"), deletionTimestamp: new Date() } });
     expect(await reconciler.reconcile(`${NS}/e`)).toEqual({ requeueAfterMs: CONFLICT_RECHECK_MS });
     expect(degraded()?.reason).not.toBe("PodConflict");
+  });
+
+  describe("when the API server refuses an object", () => {
+    it("puts Pod Security's refusal of the Pod in Degraded with the server's words and a hint, once as a Warning event, and backs off", async () => {
+      api.refuse.pod = new KubeError(
+        403,
+        "Forbidden",
+        'create pod e-emulator: 403 Forbidden pods "e-emulator" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "store")',
+      );
+      expect(await reconciler.reconcile(`${NS}/e`)).toEqual({ requeue: true });
+      const d = degraded()!;
+      expect(d).toMatchObject({ status: "True", reason: "PodRejected" });
+      expect(d.message).toMatch(/violates PodSecurity "baseline:latest": hostPath volumes/);
+      expect(d.message).toMatch(/pod-security.kubernetes.io\/enforce=privileged/);
+      expect(api.emulator.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("False");
+      // The same refusal again: status unchanged, no second event.
+      expect(await reconciler.reconcile(`${NS}/e`)).toEqual({ requeue: true });
+      expect(events.filter((e) => e.startsWith("warning PodRejected"))).toHaveLength(1);
+      // Admission lets it through: the Pod is made and the condition clears.
+      delete api.refuse.pod;
+      await reconciler.reconcile(`${NS}/e`);
+      expect(api.pods.has("e-emulator")).toBe(true);
+      expect(degraded()?.status).toBe("False");
+    });
+
+    it("names an exceeded quota as such, with what to change", async () => {
+      const metrics = controllerMetrics();
+      reconciler = reconcilerWith({ metrics });
+      api.refuse.pod = new KubeError(
+        403,
+        "Forbidden",
+        'create pod e-emulator: 403 Forbidden pods "e-emulator" is forbidden: exceeded quota: small, requested: memory=4608Mi, used: memory=0, limited: memory=1Gi',
+      );
+      await reconciler.reconcile(`${NS}/e`);
+      expect(degraded()).toMatchObject({ reason: "PodQuotaExceeded" });
+      expect(degraded()!.message).toMatch(/exceeded quota: small.*ResourceQuota or lower spec.resources/);
+      expect(await metrics.render()).toContain(
+        'hexclave_emulator_api_rejections_total{kind="Pod",reason="PodQuotaExceeded"} 1',
+      );
+    });
+
+    it("reports an invalid Service (422) and makes no Pod", async () => {
+      api.refuse.service = new KubeError(
+        422,
+        "Invalid",
+        'create service e: 422 Invalid Service "e" is invalid: spec.ports[0].nodePort: Invalid value: 80',
+      );
+      expect(await reconciler.reconcile(`${NS}/e`)).toEqual({ requeue: true });
+      expect(degraded()).toMatchObject({ reason: "ServiceRejected" });
+      expect(degraded()!.message).toMatch(/spec.ports\[0\].nodePort: Invalid value: 80/);
+      expect(api.pods.size).toBe(0);
+    });
+
+    it("treats a namespace being deleted as no user problem: an error for the queue's backoff", async () => {
+      api.refuse.secret = new KubeError(
+        403,
+        "Forbidden",
+        "create secret: 403 Forbidden unable to create new content in namespace ns because it is being terminated",
+      );
+      await expect(reconciler.reconcile(`${NS}/e`)).rejects.toThrow(/being terminated/);
+      expect(degraded()).toBeUndefined();
+    });
+  });
+
+  describe("when the Pod it runs is out of date", () => {
+    /** The Pod of the first reconcile, as the cache and the kubelet would have it: running and Ready. */
+    async function runningPod(): Promise<V1Pod> {
+      await reconciler.reconcile(`${NS}/e`);
+      const pod = api.pods.get("e-emulator")!;
+      const ready: V1Pod = {
+        ...pod,
+        status: { phase: "Running", podIP: "10.0.0.9", conditions: [{ type: "Ready", status: "True" }] },
+      };
+      api.pods.set("e-emulator", ready);
+      cache.pods.set("e-emulator", ready);
+      api.calls.length = 0;
+      return ready;
+    }
+    const upgraded = () =>
+      reconcilerWith({ options: controllerOptions({ identity: "test", agent: { memoryOverheadMiB: 384 } }) });
+
+    it("replaces it for a new controller template only while a rollout slot is free, then in turn", async () => {
+      await runningPod();
+      reconciler = upgraded();
+      // Another Emulator's replacement is still coming up: this one waits, its VM keeps running.
+      expect(reconciler.rollout.admit(`${NS}/other`)).toBe(true);
+      const waiting = await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls).not.toContain("delete pod e-emulator");
+      expect(waiting.requeueAfterMs).toBeLessThanOrEqual(ROLLOUT_RECHECK_MS);
+      // That one is Ready: the slot is free and this Pod is replaced.
+      reconciler.rollout.settle(`${NS}/other`);
+      await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls).toContain("delete pod e-emulator");
+      expect(events).toContain("PodReplaced");
+      expect(reconciler.rollout.inFlight).toBe(1);
+    });
+
+    it("restarts nothing for a controller value that does not reach the Pod", async () => {
+      await runningPod();
+      reconciler = reconcilerWith({
+        options: controllerOptions({ identity: "test", workers: 7, resyncSec: 600 }),
+      });
+      await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls.filter((c) => c.includes("pod"))).toEqual([]);
+    });
+
+    it("replaces it at once for a change of the Emulator's own spec, whatever the rollout", async () => {
+      await runningPod();
+      reconciler = upgraded();
+      reconciler.rollout.admit(`${NS}/other`);
+      api.emulator = {
+        ...api.emulator,
+        metadata: { ...api.emulator.metadata, generation: 2 },
+        spec: { ...api.emulator.spec, resources: { memory: "2Gi", cpus: 2 } },
+      };
+      await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls).toContain("delete pod e-emulator");
+      expect(reconciler.rollout.inFlight).toBe(1);
+    });
+  });
+
+  it("counts a boot once, on the reconcile that first writes it to status, and not again after a failover", async () => {
+    const metrics = controllerMetrics();
+    const report = {
+      state: "ready" as const,
+      startedAt: "2026-12-01T00:00:00Z",
+      bootMode: "resume" as const,
+      startupSeconds: 1.2,
+      rotatedToSecret: true,
+    };
+    reconciler = reconcilerWith({ metrics, fetchReport: () => Promise.resolve(report) });
+    await reconciler.reconcile(`${NS}/e`);
+    const pod = api.pods.get("e-emulator")!;
+    const running: V1Pod = { ...pod, status: { phase: "Running", podIP: "10.0.0.9", conditions: [] } };
+    cache.pods.set("e-emulator", running);
+    await reconciler.reconcile(`${NS}/e`);
+    await reconciler.reconcile(`${NS}/e`);
+    const boots = async (m: typeof metrics) =>
+      /hexclave_emulator_boots_total\{mode="resume"\} (\d+)/.exec(await m.render())?.[1] ?? "0";
+    expect(await boots(metrics)).toBe("1");
+    // A new leader reads the same status: the boot is known, not counted again.
+    const standby = controllerMetrics();
+    await reconcilerWith({ metrics: standby, fetchReport: () => Promise.resolve(report) }).reconcile(
+      `${NS}/e`,
+    );
+    expect(await boots(standby)).toBe("0");
   });
 
   describe("on deletion", () => {

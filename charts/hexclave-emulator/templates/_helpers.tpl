@@ -79,6 +79,7 @@ app.kubernetes.io/component: controller
   "watchNamespace" $c.watchNamespace
   "workers" $c.workers
   "resyncSec" $c.resyncSec
+  "rollout" (dict "maxUnavailable" $c.rollout.maxUnavailable)
   "clusterDomain" $c.clusterDomain
   "leaderElection" (dict
     "enabled" $c.leaderElection.enabled

@@ -5,7 +5,6 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CONTENT_TYPE } from "../metrics/registry.js";
 
 export type Check = () => string | undefined | Promise<string | undefined>;
 
@@ -15,7 +14,8 @@ export interface ProbeServerOptions {
   /** Returns undefined when healthy, else why not. */
   healthz: Check;
   readyz: Check;
-  metrics?: () => string;
+  /** The exposition text and its content type (prom-client's registry). */
+  metrics?: { render: () => Promise<string> | string; contentType: string };
   json?: Record<string, () => unknown>;
 }
 
@@ -47,7 +47,16 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeS
         );
       return;
     }
-    if (path === "/metrics" && opts.metrics) return reply(200, CONTENT_TYPE, opts.metrics());
+    const metrics = opts.metrics;
+    if (path === "/metrics" && metrics) {
+      Promise.resolve()
+        .then(() => metrics.render())
+        .then(
+          (text) => reply(200, metrics.contentType, text),
+          (err: unknown) => reply(500, "text/plain", `${(err as Error).message}\n`),
+        );
+      return;
+    }
     const route = path ? opts.json?.[path] : undefined;
     if (route) return reply(200, "application/json", `${JSON.stringify(route())}\n`);
     reply(404, "text/plain", "not found\n");

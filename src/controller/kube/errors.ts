@@ -33,12 +33,14 @@ function parseBody(body: unknown): StatusBody {
   return (body ?? {}) as StatusBody;
 }
 
-/** Any error from a client-node call, normalised; `redact` drops the server's message (for Secrets). */
+/** Any error from a client-node call, normalised; `redact` drops a message that could quote values (for Secrets). */
 export function kubeError(err: unknown, what: string, redact = false): KubeError {
   if (err instanceof KubeError) return err;
   if (err instanceof ApiException) {
     const body = parseBody(err.body);
-    const message = redact ? "" : (body.message ?? "");
+    // A validation error (422) can quote the object's values; an admission refusal (403) speaks of
+    // policy (Pod Security, quota, a namespace being deleted) and is what the user needs to read.
+    const message = redact && err.code !== 403 ? "" : (body.message ?? "");
     return new KubeError(
       err.code,
       body.reason ?? String(err.code),

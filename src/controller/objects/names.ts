@@ -5,6 +5,8 @@ import { API_VERSION, GROUP, KIND, type Emulator } from "../crd/types.js";
 export const MANAGED_BY = "hexclave-emulator-controller";
 export const NAME_LABEL = `${GROUP}/name`;
 export const SPEC_HASH_ANNOTATION = `${GROUP}/spec-hash`;
+/** The Emulator generation a Pod was built for: a spec change replaces it at once, a template change in turn. */
+export const GENERATION_ANNOTATION = `${GROUP}/generation`;
 
 export interface Owned {
   name: string;

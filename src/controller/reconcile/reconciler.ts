@@ -2,21 +2,17 @@
  * One reconcile of one Emulator: re-read the world (informer caches), make
  * it match the spec one step at a time, write status only when it changed.
  * Idempotent: running it twice in a row changes nothing the second time.
- * Deletion: the finalizer holds the Emulator until its Pod (and with it the
- * VM, stopped cleanly by the agent on SIGTERM) is gone, then removes the
- * Service and the Secret and lets go.
- * Whose an object is, is read, never guessed: a create that says
- * AlreadyExists is followed by a read by name, and the object's controller
- * owner reference decides (ours: used; not ours: a conflict in status at
- * once). Waits on a watched object end with its event; requeues are only
- * a safety net, or a re-check of what is not watched.
+ * Whose an object is, is read, never guessed (owned.ts); deletion is
+ * finalize.ts; Pods replaced for a new controller template go a few at a
+ * time (rollout.ts). Waits on a watched object end with its event; requeues
+ * are only a safety net, or a re-check of what is not watched.
  */
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
-import { FINALIZER, parseSpec, type Emulator, type EmulatorSpec } from "../crd/types.js";
+import { parseSpec, FINALIZER, type Emulator, type EmulatorSpec } from "../crd/types.js";
 import type { EmulatorApi, OwnedApi } from "../kube/client.js";
-import { isAlreadyExists, isNotFound, orNotFound } from "../kube/errors.js";
+import { isNotFound, orNotFound } from "../kube/errors.js";
 import {
-  isOwnedBy,
+  GENERATION_ANNOTATION,
   MANAGED_BY,
   ownerName,
   ownerOf,
@@ -34,8 +30,14 @@ import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { AgentReport } from "../agent/contract.js";
 import { isTrue } from "./conditions.js";
 import type { EventRecorder } from "./events.js";
+import { deletePodOf, finalize, SAFETY_NET_MS } from "./finalize.js";
 import { nextStatus, sameStatus, viewPod, type Observation } from "./observe.js";
+import { createOrAdopt, type Blocked } from "./owned.js";
+import { rejectionOf } from "./rejection.js";
 import type { ReportFetcher } from "./report.js";
+import { TemplateRollout } from "./rollout.js";
+
+export { SAFETY_NET_MS } from "./finalize.js";
 
 export interface Caches {
   emulator(namespace: string, name: string): Emulator | undefined;
@@ -64,34 +66,29 @@ export interface ReconcileResult {
 const POLL_MS = 5_000;
 /** An object in the way that is not ours is not watched: how often it is looked at again. */
 export const CONFLICT_RECHECK_MS = 10_000;
-/** Waiting for a watched object's event: a reconcile anyway after this, should the event be lost. */
-export const SAFETY_NET_MS = 30_000;
-
-type Problem = { reason: string; message: string };
-
-/** Why an ensure step cannot go on in this reconcile. */
-type Blocked =
-  /** Somebody else's object has the name: reported in status, looked at again later. */
-  | { problem: Problem }
-  /** An object of that name is being deleted: if the informers watch it, its delete event wakes the reconcile. */
-  | { going: string; watched: boolean }
-  /** The create said AlreadyExists and the read found nothing (deleted in between): again at once. */
-  | { retry: string };
+/** A stale Pod waiting for a rollout slot: how often it asks again (slots free on other Emulators' events). */
+export const ROLLOUT_RECHECK_MS = 5_000;
 
 export class Reconciler {
   private readonly now: () => Date;
-  /** Pod UIDs whose boot was already counted in the metrics. */
-  private readonly counted = new Set<string>();
+  readonly rollout: TemplateRollout;
 
   constructor(private readonly d: ReconcileDeps) {
     this.now = d.now ?? (() => new Date());
+    this.rollout = new TemplateRollout(d.options.rollout.maxUnavailable);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = splitKey(key);
     let emu = this.d.caches.emulator(namespace, name);
-    if (!emu) return {};
-    if (emu.metadata.deletionTimestamp) return this.finalize(emu);
+    if (!emu) {
+      this.rollout.settle(key);
+      return {};
+    }
+    if (emu.metadata.deletionTimestamp) {
+      this.rollout.settle(key);
+      return finalize(this.d, emu);
+    }
 
     if (!(emu.metadata.finalizers ?? []).includes(FINALIZER)) {
       emu = await this.d.api.replaceEmulator({
@@ -127,7 +124,7 @@ export class Reconciler {
     }
     const svcBlocked = await this.ensureService(emu, owner, spec);
     if (svcBlocked) return this.blocked(emu, owner, spec, svcBlocked);
-    const ensured = await this.ensurePod(emu, owner, spec);
+    const ensured = await this.ensurePod(key, emu, owner, spec);
     if ("blocked" in ensured) return this.blocked(emu, owner, spec, ensured.blocked);
 
     let report: AgentReport | undefined;
@@ -136,19 +133,24 @@ export class Reconciler {
     if (view.ip && view.phase === "Running" && !view.deleting && (!known || !view.ready)) {
       report = await this.d.fetchReport(view.ip, this.d.options.agent.port);
     }
-    if (report?.state === "ready" && report.bootMode && !this.counted.has(view.uid)) {
-      this.counted.add(view.uid);
-      this.d.metrics?.bootTotal.inc({ mode: report.bootMode });
-      if (report.startupSeconds !== undefined)
-        this.d.metrics?.startupSeconds.observe(report.startupSeconds, { mode: report.bootMode });
-      for (const [phase, ms] of Object.entries(report.timings ?? {}))
-        this.d.metrics?.phaseSeconds.observe(ms / 1000, { phase });
-    }
     const result = await this.writeStatus(emu, owner, spec, { pod: view, report });
+    // A boot is counted by the reconcile that first writes it to status: once, whichever replica leads.
+    if (!known && report?.state === "ready" && report.bootMode) this.countBoot(report, report.bootMode);
     const ready = view.ready && !view.deleting;
+    if (ready && !ensured.stale) this.rollout.settle(key);
     let requeue = ready && (known || report?.state === "ready") ? this.d.options.resyncSec * 1000 : POLL_MS;
+    if (ensured.waiting) requeue = Math.min(requeue, ROLLOUT_RECHECK_MS);
     if (expiry !== undefined) requeue = Math.min(requeue, Math.max(expiry - this.now().getTime(), 0) + 50);
     return { requeueAfterMs: Math.min(requeue, result.requeueAfterMs ?? Infinity) };
+  }
+
+  private countBoot(report: AgentReport, mode: string): void {
+    const m = this.d.metrics;
+    if (!m) return;
+    m.bootTotal.inc({ mode });
+    if (report.startupSeconds !== undefined) m.startupSeconds.observe({ mode }, report.startupSeconds);
+    for (const [phase, ms] of Object.entries(report.timings ?? {}))
+      m.phaseSeconds.observe({ phase }, ms / 1000);
   }
 
   private expiry(emu: Emulator, spec: EmulatorSpec): number | undefined {
@@ -162,31 +164,29 @@ export class Reconciler {
    */
   private async ensureSecret(emu: Emulator, owner: Owned): Promise<Blocked | undefined> {
     const name = secretName(owner.name);
-    let meta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
-    if (!meta) {
-      try {
+    const read = () => orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
+    const got = await createOrAdopt({
+      kind: "Secret",
+      name,
+      owner,
+      known: await read(),
+      create: async () => {
         await this.d.api.createSecret(buildSecret(owner));
-        this.d.events.normal(emu, "SecretCreated", `generated fresh keys into Secret ${name}`);
         return undefined;
-      } catch (err) {
-        if (!isAlreadyExists(err)) throw err;
-      }
-      meta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
-      if (!meta) return { retry: `Secret ${name}` };
+      },
+      read,
+      meta: (m) => m,
+      watched: () => false,
+    });
+    if ("created" in got) {
+      this.d.events.normal(emu, "SecretCreated", `generated fresh keys into Secret ${name}`);
+      return undefined;
     }
-    if (!isOwnedBy(meta, owner.uid)) {
-      return {
-        problem: {
-          reason: "SecretConflict",
-          message: `Secret ${name} exists and is not owned by this Emulator; rename or delete it`,
-        },
-      };
-    }
-    if (meta.deletionTimestamp) return { going: `Secret ${name}`, watched: false };
-    return undefined;
+    if ("blocked" in got) return got.blocked;
+    return got.live.deletionTimestamp ? { going: `Secret ${name}`, watched: false } : undefined;
   }
 
-  /** What a blocked step means for this reconcile: a conflict in status, a wait for an event, or a retry. */
+  /** What a blocked step means for this reconcile: a problem in status, a wait for an event, or a retry. */
   private async blocked(
     emu: Emulator,
     owner: Owned,
@@ -195,6 +195,14 @@ export class Reconciler {
   ): Promise<ReconcileResult> {
     if ("problem" in b) {
       await this.writeStatus(emu, owner, spec, { problem: b.problem });
+      if (b.backoff) {
+        // Refused by the API server: the queue's growing per-key backoff, as for an error.
+        this.d.metrics?.apiRejections.inc({
+          kind: b.problem.reason.replace(/(Rejected|QuotaExceeded)$/, ""),
+          reason: b.problem.reason,
+        });
+        return { requeue: true };
+      }
       return { requeueAfterMs: CONFLICT_RECHECK_MS };
     }
     if ("retry" in b) {
@@ -205,37 +213,32 @@ export class Reconciler {
   }
 
   /**
-   * The Service as it should be. Not in the cache (which holds only objects with our labels):
-   * created; if the create says AlreadyExists, the API's object decides: ours (a create of ours
-   * the cache has not seen yet, or ours without our labels) is used and updated, one that is not
-   * ours is a conflict.
+   * The Service as it should be: created or adopted (owned.ts); ours without our labels (so the
+   * cache never sees it) or with other ports is updated.
    */
   private async ensureService(emu: Emulator, owner: Owned, spec: EmulatorSpec): Promise<Blocked | undefined> {
     const name = serviceName(owner.name);
     const desired = buildService(owner, spec);
-    let live = this.d.caches.service(owner.namespace, name);
-    if (!live) {
-      try {
-        await this.d.api.createService(desired);
-        this.d.events.normal(emu, "ServiceCreated", `created Service ${name}`);
-        return undefined;
-      } catch (err) {
-        if (!isAlreadyExists(err)) throw err;
-      }
-      live = await this.d.api.readService(owner.namespace, name);
-      if (!live) return { retry: `Service ${name}` };
+    const got = await createOrAdopt<V1Service>({
+      kind: "Service",
+      name,
+      owner,
+      known: this.d.caches.service(owner.namespace, name),
+      create: () => this.d.api.createService(desired),
+      read: () => this.d.api.readService(owner.namespace, name),
+      meta: (o) => o.metadata,
+      watched: (o) => watched(o, owner),
+    });
+    if ("created" in got) {
+      this.d.events.normal(emu, "ServiceCreated", `created Service ${name}`);
+      return undefined;
     }
+    if ("blocked" in got) return got.blocked;
+    const live = got.live;
     if (live.metadata?.deletionTimestamp) return { going: `Service ${name}`, watched: watched(live, owner) };
-    if (!isOwnedBy(live.metadata, owner.uid)) {
-      return {
-        problem: {
-          reason: "ServiceConflict",
-          message: `a Service named ${name} exists and is not owned by this Emulator; rename the Emulator or delete it`,
-        },
-      };
-    }
     const drift = serviceDrift(live, desired) ?? labelDrift(live.metadata?.labels, desired.metadata?.labels);
-    if (drift) {
+    if (!drift) return undefined;
+    try {
       await this.d.api.replaceService({
         ...live,
         metadata: { ...live.metadata, labels: desired.metadata?.labels },
@@ -246,135 +249,73 @@ export class Reconciler {
           ports: desired.spec?.ports,
         },
       });
-      this.d.events.normal(emu, "ServiceUpdated", `updated Service ${name} (${drift})`);
+    } catch (err) {
+      const rejected = rejectionOf(err, "Service", name);
+      if (rejected) return { problem: rejected, backoff: true };
+      throw err;
     }
+    this.d.events.normal(emu, "ServiceUpdated", `updated Service ${name} (${drift})`);
     return undefined;
   }
 
   /**
-   * The Pod as it should be: created when missing, replaced (deleted, then re-created) when its
-   * spec hash differs or it ended. A create that says AlreadyExists is settled by the API's
-   * object, as for the Service.
+   * The Pod as it should be: created or adopted (owned.ts); replaced (deleted, then re-created on
+   * its delete event) when it ended, or when its spec hash differs: at once for a change of the
+   * Emulator's spec, in turn (rollout.ts) for a change of the controller's template.
    */
   private async ensurePod(
+    key: string,
     emu: Emulator,
     owner: Owned,
     spec: EmulatorSpec,
-  ): Promise<{ pod: V1Pod } | { blocked: Blocked }> {
+  ): Promise<{ pod: V1Pod; stale: boolean; waiting: boolean } | { blocked: Blocked }> {
     const name = podName(owner.name);
     const desired = buildPod(owner, spec, this.d.options.agent);
-    let live = this.d.caches.pod(owner.namespace, name);
-    if (!live) {
-      try {
-        const created = await this.d.api.createPod(desired);
-        this.d.events.normal(
-          emu,
-          "PodCreated",
-          `created Pod ${name} for generation ${emu.metadata.generation ?? 0}`,
-        );
-        return { pod: created };
-      } catch (err) {
-        if (!isAlreadyExists(err)) throw err;
-      }
-      live = await this.d.api.readPod(owner.namespace, name);
-      if (!live) return { blocked: { retry: `Pod ${name}` } };
+    const generation = String(emu.metadata.generation ?? 0);
+    desired.metadata!.annotations![GENERATION_ANNOTATION] = generation;
+    const got = await createOrAdopt<V1Pod>({
+      kind: "Pod",
+      name,
+      owner,
+      known: this.d.caches.pod(owner.namespace, name),
+      create: () => this.d.api.createPod(desired),
+      read: () => this.d.api.readPod(owner.namespace, name),
+      meta: (o) => o.metadata,
+      watched: (o) => watched(o, owner),
+    });
+    if ("blocked" in got) return got;
+    if ("created" in got) {
+      this.d.events.normal(emu, "PodCreated", `created Pod ${name} for generation ${generation}`);
+      return { pod: got.created ?? desired, stale: false, waiting: false };
     }
-    if (!isOwnedBy(live.metadata, owner.uid)) {
-      // Somebody else's, or an earlier Emulator's of this name: if it is going away, wait for that.
-      if (live.metadata?.deletionTimestamp)
-        return { blocked: { going: `Pod ${name}`, watched: watched(live, owner) } };
-      return {
-        blocked: {
-          problem: {
-            reason: "PodConflict",
-            message: `a Pod named ${name} exists and is not owned by this Emulator; rename the Emulator or delete it`,
-          },
-        },
-      };
-    }
-    const hash = desired.metadata?.annotations?.[SPEC_HASH_ANNOTATION];
-    const stale = live.metadata?.annotations?.[SPEC_HASH_ANNOTATION] !== hash;
+    const live = got.live;
+    const annotations = live.metadata?.annotations ?? {};
+    const stale = annotations[SPEC_HASH_ANNOTATION] !== desired.metadata?.annotations?.[SPEC_HASH_ANNOTATION];
     const finished = live.status?.phase === "Failed" || live.status?.phase === "Succeeded";
-    if ((stale || finished) && !live.metadata?.deletionTimestamp) {
-      await this.deletePod(live);
+    // Pods made before the generation annotation count as a template change: the careful side.
+    const built = annotations[GENERATION_ANNOTATION];
+    const specChanged = built !== undefined && built !== generation;
+    if (live.metadata?.deletionTimestamp || !(stale || finished)) return { pod: live, stale, waiting: false };
+    if (finished || specChanged) {
+      await deletePodOf(this.d, live.metadata ?? {});
       this.d.events.normal(
         emu,
         "PodReplaced",
-        stale
-          ? "the spec changed: stopping the VM and replacing the Pod"
-          : `the Pod ended (${live.status?.phase}): replacing it`,
+        finished
+          ? `the Pod ended (${live.status?.phase}): replacing it`
+          : "the spec changed: stopping the VM and replacing the Pod",
       );
+      return { pod: live, stale, waiting: false };
     }
-    // Ours and going away (replaced, or deleted by someone): status says so; its delete event brings the next one.
-    return { pod: live };
-  }
-
-  private async deletePod(pod: V1Pod): Promise<void> {
-    const m = pod.metadata ?? {};
-    await this.d.api
-      .deletePod(m.namespace ?? "", m.name ?? "", m.uid ?? "", this.d.options.agent.stopGraceSec + 15)
-      .catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
-  }
-
-  private async finalize(emu: Emulator): Promise<ReconcileResult> {
-    if (!(emu.metadata.finalizers ?? []).includes(FINALIZER)) return {};
-    const owner = ownerOf(emu);
-    // The cache may not have seen a Pod created just now: without one there, ask the API.
-    const pod =
-      this.d.caches.pod(owner.namespace, podName(owner.name)) ??
-      (await this.d.api.readPod(owner.namespace, podName(owner.name)));
-    if (pod && isOwnedBy(pod.metadata, owner.uid)) {
-      if (!pod.metadata?.deletionTimestamp) {
-        await this.deletePod(pod);
-        this.d.events.normal(
-          emu,
-          "Stopping",
-          `deleting Pod ${podName(owner.name)}: the agent stops the VM cleanly`,
-        );
-      }
-      if (emu.status?.phase !== "Terminating") {
-        const status = { ...(emu.status ?? {}), phase: "Terminating" as const };
-        await this.d.api.replaceEmulatorStatus({ ...emu, status }).catch((err: unknown) => {
-          if (!isNotFound(err)) throw err;
-        });
-      }
-      // The Pod's delete event (the informer maps it to this Emulator) wakes the next step.
-      return { requeueAfterMs: SAFETY_NET_MS };
-    }
-    const svc =
-      this.d.caches.service(owner.namespace, serviceName(owner.name)) ??
-      (await this.d.api.readService(owner.namespace, serviceName(owner.name)));
-    if (svc && isOwnedBy(svc.metadata, owner.uid)) {
-      await this.d.api
-        .deleteService(owner.namespace, serviceName(owner.name), svc.metadata?.uid ?? "")
-        .catch(ignoreNotFound);
-    }
-    const secretMeta = await orNotFound(this.d.api.readSecretMeta(owner.namespace, secretName(owner.name)));
-    if (secretMeta && isOwnedBy(secretMeta, owner.uid)) {
-      await this.d.api
-        .deleteSecret(owner.namespace, secretName(owner.name), secretMeta.uid ?? "")
-        .catch(ignoreNotFound);
-    }
-    const released = await this.d.api
-      .replaceEmulator({
-        ...emu,
-        metadata: {
-          ...emu.metadata,
-          finalizers: (emu.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
-        },
-      })
-      .then(
-        () => true,
-        (err: unknown) => {
-          ignoreNotFound(err);
-          return false;
-        },
-      );
-    if (released)
-      this.d.events.normal(emu, "Stopped", "the VM is stopped and the Pod, Service and Secret are gone");
-    return {};
+    if (!this.rollout.admit(key)) return { pod: live, stale, waiting: true };
+    await deletePodOf(this.d, live.metadata ?? {});
+    this.d.events.normal(
+      emu,
+      "PodReplaced",
+      `the controller's Pod template changed (helm upgrade): stopping the VM and replacing the Pod, at most ${this.d.options.rollout.maxUnavailable} at a time`,
+    );
+    // Ours and going away: status says so; its delete event brings the next reconcile.
+    return { pod: live, stale, waiting: false };
   }
 
   private async writeStatus(
@@ -431,10 +372,6 @@ export class Reconciler {
       this.d.events.warning(emu, degraded.reason, degraded.message);
     }
   }
-}
-
-function ignoreNotFound(err: unknown): void {
-  if (!isNotFound(err)) throw err;
 }
 
 /** Whether the informers see an object and map its events to this Emulator (controller.ts). */
