@@ -60,6 +60,10 @@ export interface ControllerDeps {
   hooks?: ControllerHooks;
 }
 
+/** A Lease call gives up in half the renew deadline, so a hung one leaves time for another try. */
+export const leaseCallTimeoutMs = (renewDeadlineSec: number): number =>
+  Math.max(500, (renewDeadlineSec * 1000) / 2);
+
 export class EmulatorController {
   readonly metrics: ControllerMetrics;
   readonly queue: WorkQueue<string>;
@@ -156,7 +160,7 @@ export class EmulatorController {
     });
     const le = options.leaderElection;
     this.elector = le.enabled
-      ? new LeaderElector(this.api, {
+      ? new LeaderElector(deps.api ?? controllerApi(kc, leaseCallTimeoutMs(le.renewDeadlineSec)), {
           namespace: options.namespace,
           name: le.leaseName,
           identity: options.identity ?? "controller",

@@ -6,6 +6,11 @@
  * every retryPeriod and steps down when it could not renew for
  * renewDeadline. Every write carries the resourceVersion it read, so two
  * candidates can never both win.
+ * The renew deadline is a timer, not a check after a call returns: a leader
+ * whose API server stopped answering steps down when the deadline passes,
+ * while its call still hangs, and so before any standby can take the Lease
+ * (leaseDuration > renewDeadline). Its calls also time out on their own
+ * (the controller gives the elector an API with a short request timeout).
  */
 import type { V1Lease } from "@kubernetes/client-node";
 import type { LeaseApi } from "./kube/client.js";
@@ -36,8 +41,11 @@ export class LeaderElector {
   private stopped = false;
   private observed: { holder: string; renewTime: string; at: number } | undefined;
   private lastRenew = 0;
+  private steppedDownAt: number | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private deadline: ReturnType<typeof setTimeout> | undefined;
   private wake: (() => void) | undefined;
+  private callbacks: LeaderCallbacks | undefined;
   private readonly now: () => number;
 
   constructor(
@@ -53,28 +61,26 @@ export class LeaderElector {
 
   /** Runs until stop(): campaigns, then renews; calls back on every change. */
   async run(cb: LeaderCallbacks): Promise<void> {
+    this.callbacks = cb;
     let lastLeader = "";
     while (!this.stopped) {
       let ok = false;
+      const started = this.now();
       try {
         ok = await this.tryAcquireOrRenew();
       } catch (err) {
         this.opts.log?.(`leader election: ${(err as Error).message}`);
       }
-      const t = this.now();
-      if (ok) {
-        this.lastRenew = t;
+      if (this.stopped) break;
+      if (ok && (this.leading || !this.lostWhile(started))) {
+        // Renewed: the deadline counts from when this round began (the Lease says renewTime then).
+        this.lastRenew = started;
+        this.armDeadline();
         if (!this.leading) {
           this.leading = true;
           this.opts.log?.(`${this.opts.identity} became the leader`);
           cb.onStartedLeading();
         }
-      } else if (this.leading && t - this.lastRenew > this.opts.renewDeadlineSec * 1000) {
-        this.leading = false;
-        this.opts.log?.(
-          `${this.opts.identity} lost the lease (no renewal for ${this.opts.renewDeadlineSec} s)`,
-        );
-        cb.onStoppedLeading();
       }
       const holder = this.observed?.holder ?? "";
       if (holder && holder !== lastLeader) {
@@ -84,6 +90,7 @@ export class LeaderElector {
       const jitter = this.leading ? 1 : 1 + Math.random() * 0.2;
       await this.sleep(this.opts.retryPeriodSec * 1000 * jitter);
     }
+    clearTimeout(this.deadline);
     if (this.leading) {
       await this.release().catch(() => undefined);
       this.leading = false;
@@ -95,6 +102,27 @@ export class LeaderElector {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.wake?.();
+  }
+
+  /** A leader steps down renewDeadline after its last renewal, whatever its calls are doing. */
+  private armDeadline(): void {
+    clearTimeout(this.deadline);
+    const left = this.lastRenew + this.opts.renewDeadlineSec * 1000 - this.now();
+    this.deadline = setTimeout(() => this.stepDown(), Math.max(left, 0));
+    this.deadline.unref?.();
+  }
+
+  private stepDown(): void {
+    if (!this.leading || this.stopped) return;
+    this.leading = false;
+    this.steppedDownAt = this.now();
+    this.opts.log?.(`${this.opts.identity} lost the lease (no renewal for ${this.opts.renewDeadlineSec} s)`);
+    this.callbacks?.onStoppedLeading();
+  }
+
+  /** A round that began before this replica stepped down must not make it leader again. */
+  private lostWhile(started: number): boolean {
+    return this.steppedDownAt !== undefined && started <= this.steppedDownAt;
   }
 
   /** One round of client-go's tryAcquireOrRenew. */

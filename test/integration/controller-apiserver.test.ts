@@ -1,9 +1,10 @@
 /**
  * The controller against a real kube-apiserver and etcd (built from their Go
  * modules), running as its own ServiceAccount with the chart's least-privilege
- * RBAC. The Pod's container is a fake agent here (the real one, with QEMU, is
- * in controller-e2e.test.ts); the scheduler and kubelet are played by
- * FakeKubelet through the API. Every wait ends on the watch event (or the
+ * RBAC. The Pod's container is a fake agent here, and the scheduler and
+ * kubelet are played by FakeKubelet through the API: what this file shows
+ * needs exact control of Pod states (conflicts, a relist after 410, informer
+ * failures). The real agent, kubelet and QEMU run in cluster-e2e.test.ts. Every wait ends on the watch event (or the
  * controller's hook) that makes it true; nothing sleeps.
  */
 import { createServer } from "node:http";

@@ -64,7 +64,18 @@ export interface TestCluster {
   kubectl(args: string[], input?: string): string;
   /** Compacts etcd up to its current revision: older resourceVersions are gone (410). */
   compact(): Promise<number>;
+  /** A second API server over the same etcd (as in an HA control plane), stopped with the cluster. */
+  addApiserver(port: number): Promise<ExtraApiserver>;
   stop(): Promise<void>;
+}
+
+export interface ExtraApiserver {
+  server: string;
+  withToken(token: string): KubeConfig;
+  /** SIGSTOP: it stops answering but keeps its connections open, as a hung server does. */
+  freeze(): void;
+  /** SIGCONT. */
+  thaw(): void;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -146,6 +157,44 @@ async function waitFor(
   }
 }
 
+/** One kube-apiserver on `port` over the etcd at `etcdUrl`, with the certificates and tokens in `dir`. */
+function spawnApiserver(
+  tools: K8sTools,
+  dir: string,
+  etcdUrl: string,
+  port: number,
+  log: number,
+): ChildProcess {
+  return spawn(
+    tools.kubeApiserver,
+    [
+      `--etcd-servers=${etcdUrl}`,
+      `--secure-port=${port}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      `--cert-dir=${join(dir, "certs")}`,
+      `--tls-cert-file=${join(dir, "server.crt")}`,
+      `--tls-private-key-file=${join(dir, "server.key")}`,
+      `--client-ca-file=${join(dir, "ca.crt")}`,
+      `--token-auth-file=${join(dir, "tokens.csv")}`,
+      "--authorization-mode=RBAC",
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${join(dir, "sa.pub")}`,
+      `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+      "--api-audiences=https://kubernetes.default.svc.cluster.local",
+      "--service-cluster-ip-range=10.96.0.0/16",
+      "--allow-privileged=true",
+      "--watch-cache=false",
+      "--min-request-timeout=5",
+      "--etcd-compaction-interval=0",
+      "--enable-priority-and-fairness=false",
+      "--profiling=false",
+      "--v=1",
+    ],
+    { stdio: ["ignore", log, log] },
+  );
+}
+
 /** Ports: etcd client base, etcd peer base+1, apiserver base+2. */
 export async function startTestCluster(portBase: number): Promise<TestCluster> {
   const tools = k8sTools();
@@ -179,40 +228,13 @@ export async function startTestCluster(portBase: number): Promise<TestCluster> {
 
   const port = portBase + 2;
   const server = `https://127.0.0.1:${port}`;
-  const apiserver = spawn(
-    tools.kubeApiserver,
-    [
-      `--etcd-servers=${etcdUrl}`,
-      `--secure-port=${port}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      `--cert-dir=${join(dir, "certs")}`,
-      `--tls-cert-file=${join(dir, "server.crt")}`,
-      `--tls-private-key-file=${join(dir, "server.key")}`,
-      `--client-ca-file=${join(dir, "ca.crt")}`,
-      `--token-auth-file=${join(dir, "tokens.csv")}`,
-      "--authorization-mode=RBAC",
-      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-      `--service-account-key-file=${join(dir, "sa.pub")}`,
-      `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-      "--api-audiences=https://kubernetes.default.svc.cluster.local",
-      "--service-cluster-ip-range=10.96.0.0/16",
-      "--allow-privileged=true",
-      "--watch-cache=false",
-      "--min-request-timeout=5",
-      "--etcd-compaction-interval=0",
-      "--enable-priority-and-fairness=false",
-      "--profiling=false",
-      "--v=1",
-    ],
-    { stdio: ["ignore", logFd("kube-apiserver"), logFd("kube-apiserver")] },
-  );
+  const apiserver = spawnApiserver(tools, dir, etcdUrl, port, logFd("kube-apiserver"));
   procs.push(apiserver);
 
-  const kubeconfigFor = (token: string): KubeConfig => {
+  const kubeconfigFor = (token: string, at = server): KubeConfig => {
     const kc = new KubeConfig();
     kc.loadFromOptions({
-      clusters: [{ name: "test", server, caFile: join(dir, "ca.crt"), skipTLSVerify: false }],
+      clusters: [{ name: "test", server: at, caFile: join(dir, "ca.crt"), skipTLSVerify: false }],
       users: [{ name: "user", token }],
       contexts: [{ name: "test", cluster: "test", user: "user" }],
       currentContext: "test",
@@ -247,8 +269,37 @@ export async function startTestCluster(portBase: number): Promise<TestCluster> {
     adminToken,
     adminKubeconfigPath,
     admin: () => kubeconfigFor(adminToken),
-    withToken: kubeconfigFor,
+    withToken: (token) => kubeconfigFor(token),
     kubectl,
+    addApiserver: async (extraPort) => {
+      const proc = spawnApiserver(tools, dir, etcdUrl, extraPort, logFd(`kube-apiserver-${extraPort}`));
+      procs.push(proc);
+      const at = `https://127.0.0.1:${extraPort}`;
+      await waitFor(
+        `kube-apiserver on ${extraPort}`,
+        async () => {
+          try {
+            return (
+              execFileSync(
+                tools.kubectl,
+                [`--kubeconfig=${adminKubeconfigPath}`, `--server=${at}`, "get", "--raw", "/readyz"],
+                { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+              ).trim() === "ok"
+            );
+          } catch {
+            return false;
+          }
+        },
+        120_000,
+        proc,
+      );
+      return {
+        server: at,
+        withToken: (token) => kubeconfigFor(token, at),
+        freeze: () => proc.kill("SIGSTOP"),
+        thaw: () => proc.kill("SIGCONT"),
+      };
+    },
     compact: async () => {
       const b64 = (s: string) => Buffer.from(s).toString("base64");
       const range = await fetch(`${etcdUrl}/v3/kv/range`, {
@@ -267,6 +318,7 @@ export async function startTestCluster(portBase: number): Promise<TestCluster> {
       for (const p of procs.reverse()) {
         if (p.exitCode !== null) continue;
         const exited = new Promise((r) => p.once("exit", r));
+        p.kill("SIGCONT");
         p.kill("SIGTERM");
         await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
         if (p.exitCode === null) p.kill("SIGKILL");

@@ -2,15 +2,14 @@
  * A stand-in for the scheduler and the kubelet on this machine, where there
  * is neither: it binds the controller's Pods to a node, materialises their
  * volumes (Secret volumes as files, hostPath and emptyDir as directories —
- * the test sets mount paths to local directories), starts the container (a
- * local process or an in-process fake), runs the readiness probe, writes the
+ * the test sets mount paths to local directories), starts the container (an
+ * in-process fake agent), runs the readiness probe, writes the
  * Pod's status, and on deletion sends SIGTERM, waits, and confirms the
  * deletion with grace 0 as the kubelet does. Everything it does goes through
  * the real API server. Each Pod gets its own IP, a loopback address
  * (127.0.1.x: all of 127/8 is loopback on Linux), so two Pods can listen on
  * the same port as they would in a cluster.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, type KubeConfig, type V1Pod, type V1PodStatus } from "@kubernetes/client-node";
@@ -30,34 +29,6 @@ export type RunContainer = (
   termLog: string,
   podIP: string,
 ) => Container;
-
-/** Runs the container's command as a local process with the Pod's env (plus PATH and HOME). */
-export const localProcess =
-  (logDir: string): RunContainer =>
-  (pod, env, termLog) => {
-    const c = pod.spec!.containers[0]!;
-    const [cmd, ...args] = [...(c.command ?? []), ...(c.args ?? [])];
-    const log = join(logDir, `${pod.metadata?.name}-${pod.metadata?.uid}.log`);
-    const child: ChildProcess = spawn(cmd!, args, {
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "/root",
-        ...env,
-        HEXCLAVE_AGENT_TERMINATION_LOG: termLog,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const chunks: Buffer[] = [];
-    child.stdout?.on("data", (d: Buffer) => chunks.push(d));
-    child.stderr?.on("data", (d: Buffer) => {
-      chunks.push(d);
-      writeFileSync(log, Buffer.concat(chunks));
-    });
-    return {
-      exited: new Promise((r) => child.once("exit", (code) => r(code ?? 137))),
-      terminate: () => child.kill("SIGTERM"),
-    };
-  };
 
 interface Running {
   uid: string;

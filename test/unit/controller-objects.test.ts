@@ -96,6 +96,11 @@ describe("the Pod", () => {
     expect(c.resources?.requests).toEqual({ cpu: "2", memory: "4608Mi", "devices.kubevirt.io/kvm": "1" });
     expect(c.resources?.limits).toEqual({ memory: "4608Mi", "devices.kubevirt.io/kvm": "1" });
     expect(c.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "agent" });
+    // One slow or failed health round on a busy node does not take the endpoints away: 10 s of them do.
+    const r = c.readinessProbe!;
+    expect(r.failureThreshold! * r.periodSeconds!).toBeGreaterThanOrEqual(10);
+    expect(r.timeoutSeconds!).toBeGreaterThan(r.periodSeconds!);
+    expect(r.successThreshold ?? 1).toBe(1);
     expect(c.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,

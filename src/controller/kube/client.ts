@@ -2,12 +2,16 @@
  * The API calls the controller makes, and nothing else: one narrow
  * interface (so the RBAC rules can be read off it) over client-node.
  * Every failure is a KubeError; Secret calls never carry the server's
- * message (it could quote a value).
+ * message (it could quote a value). Every request has a deadline: a call
+ * to an API server that stopped answering fails (KubeError "Timeout")
+ * instead of holding a worker, or a leader's renewal, forever.
  */
 import {
   CoordinationV1Api,
   CoreV1Api,
+  createConfiguration,
   CustomObjectsApi,
+  ServerConfiguration,
   type CoreV1Event,
   type KubeConfig,
   type V1Lease,
@@ -69,10 +73,36 @@ export type ControllerApi = EmulatorApi & OwnedApi & LeaseApi;
 
 const crd = { group: GROUP, version: VERSION, plural: PLURAL };
 
-export function controllerApi(kc: KubeConfig): ControllerApi {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const coord = kc.makeApiClient(CoordinationV1Api);
+/** What a request may take by default: a watch is not a request (the informer bounds its own). */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+type ApiType<T> = new (config: ReturnType<typeof createConfiguration>) => T;
+
+/** kc.makeApiClient, plus an abort signal on every request (client-node has no request timeout of its own). */
+export function timedClient<T>(kc: KubeConfig, Api: ApiType<T>, timeoutMs: number): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  return new Api(
+    createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: kc },
+      promiseMiddleware: [
+        {
+          pre: (ctx) => {
+            ctx.setSignal(AbortSignal.timeout(timeoutMs));
+            return Promise.resolve(ctx);
+          },
+          post: (ctx) => Promise.resolve(ctx),
+        },
+      ],
+    }),
+  );
+}
+
+export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): ControllerApi {
+  const core = timedClient(kc, CoreV1Api, timeoutMs);
+  const custom = timedClient(kc, CustomObjectsApi, timeoutMs);
+  const coord = timedClient(kc, CoordinationV1Api, timeoutMs);
   const fieldManager = FIELD_MANAGER;
   const nameOf = (o: { metadata?: V1ObjectMeta }) => ({
     namespace: o.metadata?.namespace ?? "",

@@ -50,6 +50,9 @@ export function kubeError(err: unknown, what: string, redact = false): KubeError
       },
     );
   }
+  const name = (err as Error)?.name;
+  if (name === "TimeoutError" || name === "AbortError")
+    return new KubeError(0, "Timeout", `${what}: the API server did not answer in time`, { cause: err });
   const code =
     (err as { code?: unknown; statusCode?: unknown }).statusCode ?? (err as { code?: unknown }).code;
   return new KubeError(

@@ -161,11 +161,15 @@ export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions):
       { name: "agent", containerPort: agent.port, protocol: "TCP" },
       ...SERVICE_NAMES.map((s) => ({ name: PORT_NAMES[s], containerPort: ports[s], protocol: "TCP" })),
     ],
+    // Ready soon after the guest is (checked every 2 s, one success is enough), but not flapping on
+    // a busy node: a TCG guest, or a capture next to it, can make one health round take seconds.
+    // Only five failures in a row (10 s and more) take the Service's endpoints away.
     readinessProbe: {
       httpGet: { path: AGENT_PATHS.readyz, port: "agent" },
       periodSeconds: 2,
-      timeoutSeconds: 2,
-      failureThreshold: 1,
+      timeoutSeconds: 4,
+      successThreshold: 1,
+      failureThreshold: 5,
     },
     livenessProbe: {
       httpGet: { path: AGENT_PATHS.healthz, port: "agent" },

@@ -1,0 +1,125 @@
+/**
+ * Leader election when the leader's API server hangs: two kube-apiservers
+ * over one etcd (an HA control plane), the leader talking to one, the
+ * standby to the other. The leader's server is frozen with SIGSTOP, so its
+ * renewal hangs on an open connection instead of failing. The leader must
+ * step down at its renew deadline, while the call still hangs, and so before
+ * the standby may take the Lease (leaseDuration > renewDeadline): the two
+ * never lead at once. Waits end on the controllers' own hooks.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createNamespace,
+  startTestCluster,
+  type ExtraApiserver,
+  type TestCluster,
+} from "../support/controller-apiserver.js";
+import {
+  applyCrd,
+  ClusterView,
+  CONTROLLER_NS,
+  controllerServiceAccount,
+  emulatorManifest,
+} from "../support/controller-env.js";
+import { EmulatorController } from "../../src/controller/controller.js";
+import { controllerOptions, type ControllerOptions } from "../../src/controller/options.js";
+
+const NS = "leader-faults";
+const LEASE = "hexclave-emulator-leader-faults";
+const LEASE_SEC = 4;
+const RENEW_SEC = 3;
+
+describe("leader election with a hung API server under the leader", () => {
+  let cluster: TestCluster;
+  let frozenServer: ExtraApiserver;
+  let token: string;
+  let view: ClusterView;
+  const controllers: EmulatorController[] = [];
+  /** When each replica started and stopped leading (performance.now(), one clock for both). */
+  const led: Record<string, { from?: number; to?: number }> = {};
+
+  const replica = (identity: string, kc: ReturnType<TestCluster["admin"]>, options: ControllerOptions) => {
+    led[identity] = {};
+    const c = new EmulatorController(
+      kc,
+      { ...options, identity },
+      {
+        log: () => undefined,
+        hooks: {
+          startedLeading: () => {
+            led[identity]!.from = performance.now();
+            view.notify();
+          },
+        },
+        onLostLeadership: () => {
+          led[identity]!.to = performance.now();
+          view.notify();
+        },
+      },
+    );
+    controllers.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    cluster = await startTestCluster(27880);
+    frozenServer = await cluster.addApiserver(27883);
+    applyCrd(cluster);
+    createNamespace(cluster, NS);
+    token = controllerServiceAccount(cluster, LEASE);
+    view = new ClusterView(cluster.admin(), NS);
+    await view.start();
+  }, 180_000);
+
+  afterAll(async () => {
+    frozenServer?.thaw();
+    await Promise.all(controllers.map((c) => c.stop()));
+    await view?.stop();
+    await cluster?.stop();
+  });
+
+  it("steps down at its renew deadline while its renewal hangs; the standby leads only after that", async () => {
+    const options = controllerOptions({
+      namespace: CONTROLLER_NS,
+      watchNamespace: NS,
+      leaderElection: {
+        enabled: true,
+        leaseName: LEASE,
+        leaseDurationSec: LEASE_SEC,
+        renewDeadlineSec: RENEW_SEC,
+        retryPeriodSec: 0.5,
+      },
+      http: { host: "127.0.0.1", port: 0 },
+    });
+    const leader = replica("on-frozen-server", frozenServer.withToken(token), options);
+    await leader.start();
+    await view.until("the first replica leads", () => leader.isLeader(), 30_000);
+    const standby = replica("standby", cluster.withToken(token), options);
+    await standby.start();
+    expect(standby.isLeader()).toBe(false);
+
+    const frozenAt = performance.now();
+    frozenServer.freeze();
+    await view.until("the standby leads", () => standby.isLeader(), 30_000);
+    const first = led["on-frozen-server"]!;
+    const second = led.standby!;
+    // The old leader let go, with its call still hung on the frozen server ...
+    expect(first.to, "the leader on the frozen server never stepped down").toBeDefined();
+    expect(first.to! - frozenAt).toBeLessThan((RENEW_SEC + 1) * 1000);
+    // ... before the standby began: never two leaders at once.
+    expect(first.to!).toBeLessThan(second.from!);
+    console.log(
+      `[leader-faults] frozen → old leader stepped down ${((first.to! - frozenAt) / 1000).toFixed(2)} s, ` +
+        `→ standby leads ${((second.from! - frozenAt) / 1000).toFixed(2)} s (lease ${LEASE_SEC} s, renew deadline ${RENEW_SEC} s)`,
+    );
+
+    // The new leader reconciles: a new Emulator gets its Pod.
+    cluster.kubectl(["apply", "-f", "-"], emulatorManifest("after-freeze", NS, { image: "/x.qcow2" }));
+    await view.until("a Pod from the new leader", () => view.pod("after-freeze-emulator"), 30_000);
+    // Thawed, the old leader's late answers do not make it leader again.
+    frozenServer.thaw();
+    await leader.stop();
+    expect(leader.isLeader()).toBe(false);
+    expect(standby.isLeader()).toBe(true);
+  }, 120_000);
+});
