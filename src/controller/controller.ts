@@ -18,6 +18,7 @@ import { GROUP, PLURAL, VERSION, type Emulator } from "./crd/types.js";
 import { controllerApi, type ControllerApi } from "./kube/client.js";
 import { KubeError } from "./kube/errors.js";
 import { ResilientInformer } from "./kube/informer.js";
+import type { WatchBounds } from "./kube/bounded-watch.js";
 import { LeaderElector } from "./leader.js";
 import { controllerMetrics, type ControllerMetrics } from "./metrics/controller-metrics.js";
 import { OWNED_SELECTOR, ownerName } from "./objects/names.js";
@@ -55,6 +56,8 @@ export interface ControllerDeps {
   /** Called when this replica loses the Lease; main exits so the Deployment restarts it cleanly. */
   onLostLeadership?: () => void;
   informerBackoffMs?: number;
+  /** Watch bounds (bounded-watch.ts); 300 s server-side, ended here after 30 s more of silence. */
+  watch?: WatchBounds;
   /** The work queue's and the reconcile's time (the wall clock by default). */
   clock?: Clock;
   hooks?: ControllerHooks;
@@ -112,7 +115,7 @@ export class EmulatorController {
         });
       },
     };
-    const backoff = { minBackoffMs: deps.informerBackoffMs ?? 500, hooks };
+    const backoff = { minBackoffMs: deps.informerBackoffMs ?? 500, hooks, watch: deps.watch };
     const emuPath = ns
       ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`
       : `/apis/${GROUP}/${VERSION}/${PLURAL}`;

@@ -340,7 +340,8 @@ describe("the controller against a real API server", () => {
       admin,
       `/api/v1/namespaces/${NS}/configmaps`,
       () => core.listNamespacedConfigMap({ namespace: NS }),
-      { hooks: { onList: () => changed.notify() } },
+      // The API server ends each watch after 2 s: the re-watch is what meets the compaction.
+      { hooks: { onList: () => changed.notify() }, watch: { timeoutSec: 2, graceMs: 1_000 } },
     );
     informer.onChange((t, o) => {
       if (t === "delete") seen.delete(o.metadata!.name!);
@@ -355,8 +356,8 @@ describe("the controller against a real API server", () => {
       await core.createNamespacedConfigMap({ namespace: "default", body: cm(`noise-${i}`, "default") });
     const revision = await cluster.compact();
     expect(Number(informer.resourceVersion())).toBeLessThan(revision);
-    // The API server ends watches after 5–10 s (--min-request-timeout=5); the re-watch from the old
-    // resourceVersion gets 410 Gone, and the informer lists again.
+    // The API server ends the watch (timeoutSeconds 2); the re-watch from the old resourceVersion
+    // gets 410 Gone, and the informer lists again.
     await changed.until("a relist", () => informer.lists >= 2, 30_000);
     expect(informer.restarts).toBe(0);
     await core.createNamespacedConfigMap({ namespace: NS, body: cm("after") });

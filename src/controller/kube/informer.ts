@@ -1,16 +1,20 @@
 /**
- * An informer that keeps itself alive: client-node's makeInformer (list,
- * then watch from the list's resourceVersion; a 410 Gone relists) plus what
- * it leaves to the caller: a restart with exponential backoff when the list
- * or the watch fails, and a "synced" flag for /readyz. Handlers see every
+ * An informer that keeps itself alive: client-node's ListWatch (list, then
+ * watch from the list's resourceVersion; a 410 Gone relists) over a bounded
+ * watch (bounded-watch.ts: server-side timeout, bookmarks, a silent
+ * connection ended here), plus what it leaves to the caller: a restart with
+ * exponential backoff when the list or the watch fails (resuming from the
+ * last resourceVersion), and a "synced" flag for /readyz. Handlers see every
  * add, update and delete, including the deletes a relist discovers.
  */
 import {
-  makeInformer,
+  ListWatch,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
+  type Watch,
 } from "@kubernetes/client-node";
+import { BoundedWatch, DEFAULT_WATCH_BOUNDS, type WatchBounds } from "./bounded-watch.js";
 
 export interface InformerHooks {
   /** A list or watch failed; the informer restarts after `delayMs`. */
@@ -42,6 +46,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       hooks?: InformerHooks;
       minBackoffMs?: number;
       maxBackoffMs?: number;
+      watch?: WatchBounds;
     } = {},
   ) {
     this.backoffMs = opts.minBackoffMs ?? 500;
@@ -58,7 +63,8 @@ export class ResilientInformer<T extends KubernetesObject> {
       });
       return result;
     };
-    this.inner = makeInformer<T>(kc, path, listAndMark, opts.labelSelector);
+    const watch = new BoundedWatch(kc, opts.watch ?? DEFAULT_WATCH_BOUNDS) as unknown as Watch;
+    this.inner = new ListWatch<T>(path, watch, listAndMark, false, opts.labelSelector);
     this.inner.on("error", (err: unknown) => this.restartLater(err));
   }
 

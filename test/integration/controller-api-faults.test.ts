@@ -1,4 +1,6 @@
 /**
+ * The controller when its API server stops answering.
+ *
  * Leader election when the leader's API server hangs: two kube-apiservers
  * over one etcd (an HA control plane), the leader talking to one, the
  * standby to the other. The leader's server is frozen with SIGSTOP, so its
@@ -6,6 +8,12 @@
  * step down at its renew deadline, while the call still hangs, and so before
  * the standby may take the Lease (leaseDuration > renewDeadline): the two
  * never lead at once. Waits end on the controllers' own hooks.
+ *
+ * A watch whose connection goes silent (half-open: nothing arrives, nothing
+ * closes): the informer ends it at its bound and watches again from where
+ * it was, without a relist, instead of keeping a stale cache for as long as
+ * TCP keepalive takes (here, through a proxy that keeps the socket alive:
+ * forever).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -20,11 +28,16 @@ import {
   CONTROLLER_NS,
   controllerServiceAccount,
   emulatorManifest,
+  Signal,
 } from "../support/controller-env.js";
+import { startStallProxy } from "../support/stall-proxy.js";
 import { EmulatorController } from "../../src/controller/controller.js";
+import { GROUP, PLURAL, VERSION } from "../../src/controller/crd/types.js";
+import { ResilientInformer } from "../../src/controller/kube/informer.js";
+import { CustomObjectsApi, KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { controllerOptions, type ControllerOptions } from "../../src/controller/options.js";
 
-const NS = "leader-faults";
+const NS = "api-faults";
 const LEASE = "hexclave-emulator-leader-faults";
 const LEASE_SEC = 4;
 const RENEW_SEC = 3;
@@ -121,5 +134,55 @@ describe("leader election with a hung API server under the leader", () => {
     await leader.stop();
     expect(leader.isLeader()).toBe(false);
     expect(standby.isLeader()).toBe(true);
+  }, 120_000);
+});
+
+describe("a watch whose connection goes silent", () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await startTestCluster(27885);
+    applyCrd(cluster);
+    createNamespace(cluster, NS);
+  }, 180_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("is ended at its bound and watched again from its resourceVersion: the cache sees what came meanwhile", async () => {
+    const proxy = await startStallProxy(Number(new URL(cluster.server).port));
+    const direct = cluster.admin();
+    const kc = new KubeConfig();
+    kc.loadFromString(direct.exportConfig());
+    kc.clusters[0] = { ...kc.clusters[0]!, server: `https://127.0.0.1:${proxy.port}` };
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const seen = new Signal();
+    const informer = new ResilientInformer<KubernetesObject>(
+      PLURAL,
+      kc,
+      `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+      () =>
+        custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS }),
+      { minBackoffMs: 100, watch: { timeoutSec: 2, graceMs: 1_000 } },
+    );
+    informer.onChange(() => seen.notify());
+    try {
+      await informer.start();
+      await informer.waitForSync(30_000);
+      cluster.kubectl(["apply", "-f", "-"], emulatorManifest("before", NS, { image: "/x.qcow2" }));
+      await seen.until("before in the cache", () => informer.get("before", NS), 30_000);
+      const lists = informer.lists;
+      proxy.stall();
+      cluster.kubectl(["apply", "-f", "-"], emulatorManifest("meanwhile", NS, { image: "/x.qcow2" }));
+      await seen.until(
+        "meanwhile in the cache, after the silent watch was ended",
+        () => informer.get("meanwhile", NS),
+        20_000,
+      );
+      expect(informer.restarts).toBeGreaterThanOrEqual(1);
+      expect(informer.lists, "resumed from its resourceVersion, no relist").toBe(lists);
+    } finally {
+      await informer.stop();
+      await proxy.close();
+    }
   }, 120_000);
 });
