@@ -79,10 +79,16 @@ export function spawnDetached(
   args: readonly string[],
   logFile: string,
   env?: NodeJS.ProcessEnv,
+  /** Descriptors the process inherits as its fd 3, 4, …: locks it holds until it exits. */
+  inherit: readonly number[] = [],
 ): DetachedProcess {
   const fd = openSync(logFile, "a", 0o600);
   try {
-    const child = spawn(file, args, { detached: true, stdio: ["ignore", fd, fd], env: env ?? process.env });
+    const child = spawn(file, args, {
+      detached: true,
+      stdio: ["ignore", fd, fd, ...inherit],
+      env: env ?? process.env,
+    });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once("error", reject);
       child.once("exit", (code, signal) => resolve({ code, signal }));

@@ -42,6 +42,10 @@ export {
   type Usability,
 } from "./snapshot/index.js";
 export { sha256File } from "./snapshot/hash.js";
+// The node store's size (the agent's metric) and its clean-up to a budget.
+export { storeUsage, type StoreUsage, type SnapshotUsage } from "./snapshot/usage.js";
+export { gcStore } from "./snapshot/gc-verb.js";
+export type { GcReport } from "./snapshot/evict.js";
 
 // The run directory of an emulator, and its QEMU process.
 export { runPaths, type RunPaths } from "./lifecycle/run-dir.js";

@@ -13,6 +13,7 @@ describe("config defaults", () => {
       imageDir: "/home/dev/.hexclave/emulator/images",
       runDir: "/home/dev/.hexclave/emulator/run",
       snapshotDir: "/home/dev/.hexclave/emulator/snapshots",
+      storeBudget: "50%",
       arch: "amd64",
       ramMiB: 4096,
       cpus: 4,

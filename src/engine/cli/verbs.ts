@@ -8,6 +8,7 @@ import { status } from "../lifecycle/status.js";
 import { captureOnly } from "../lifecycle/capture-verb.js";
 import { runPaths } from "../lifecycle/run-dir.js";
 import { progressPrinter, pullImage, releaseAssetUrl } from "../image/pull.js";
+import { describeGc, gcStore } from "../snapshot/gc-verb.js";
 
 export interface VerbOutcome {
   code: number;
@@ -112,6 +113,16 @@ export const VERBS = {
         result: { bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings },
         human: JSON.stringify({ bootMode: r.bootMode, totalMs: r.totalMs, timings: r.timings }, null, 2),
       };
+    },
+  },
+  gc: {
+    name: "gc",
+    summary:
+      "clean the snapshot store: work of dead captures, then least recently used snapshots no VM runs from, down to --store-budget",
+    flags: ["snapshot-dir", "store-budget"],
+    async run(config) {
+      const r = await gcStore(config.snapshotDir, config.storeBudget);
+      return { code: 0, result: r, human: describeGc(r, config.storeBudget) };
     },
   },
   pull: {

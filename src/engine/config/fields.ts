@@ -7,6 +7,7 @@ import {
   STRATEGIES,
   isCleanString,
 } from "./schema.js";
+import { STORE_BUDGET_RULE, parseStoreBudget } from "../snapshot/budget.js";
 
 /** Marks a string that does not parse; the caller reports the field's rule. */
 export const INVALID: unique symbol = Symbol("invalid");
@@ -19,6 +20,7 @@ export const FIELD_PATHS = [
   "imageDir",
   "runDir",
   "snapshotDir",
+  "storeBudget",
   "arch",
   "ramMiB",
   "cpus",
@@ -155,6 +157,17 @@ export const FIELDS = {
     defaultDoc: "$HEXCLAVE_EMULATOR_HOME/snapshots",
     env: ["HEXCLAVE_EMULATOR_SNAPSHOT_DIR"],
     flag: "snapshot-dir",
+  },
+  storeBudget: {
+    rule: STORE_BUDGET_RULE,
+    example: "20GiB",
+    fromString: (raw) => (parseStoreBudget(raw) === undefined ? INVALID : raw.trim()),
+    help: "most disk the snapshot store may take; least recently used snapshots no VM runs from are evicted beyond it",
+    // A share, not a size: it fits a runner's small disk and a node's large one, and leaves
+    // the rest of the file system to images, overlays and the kubelet's eviction threshold.
+    default: "50%",
+    env: ["EMULATOR_STORE_BUDGET"],
+    flag: "store-budget",
   },
   arch: {
     ...choice(ARCHES, "amd64"),

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { distinctGuestPorts, distinctHostPorts, hostSharePath, unlessIssuesUnder } from "./checks.js";
 import { ARCHES, HOST_SHARE_MODES, LIMITS, SNAPSHOT_MODES, STRATEGIES } from "./constants.js";
 import type { ServiceName } from "./constants.js";
+import { parseStoreBudget } from "../snapshot/budget.js";
 
 const whole = ([min, max]: readonly [number, number]) => z.number().int().min(min).max(max);
 /** A string with no leading/trailing blanks and no control characters. */
@@ -59,6 +60,8 @@ export const EmulatorConfig = z
     runDir: absolutePath,
     /** Where captured snapshots are stored. */
     snapshotDir: absolutePath,
+    /** The store's size budget: "20GiB", "50%" of its file system, or "unlimited" (see snapshot/budget.ts). */
+    storeBudget: cleanString.refine((s) => parseStoreBudget(s) !== undefined),
     /** Guest architecture. */
     arch: z.enum(ARCHES),
     /** Guest RAM for a cold boot, in MiB. */

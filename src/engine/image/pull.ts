@@ -1,15 +1,36 @@
 /**
  * pull: download an emulator image (the release asset
- * stack-emulator-<arch>.qcow2) to `<file>.part`, check it against the
- * release's `.sha256` when there is one, and publish it by rename: a partly
- * downloaded image is never where the next start would trust it.
+ * stack-emulator-<arch>.qcow2), check it against the release's `.sha256` when
+ * there is one, and publish it by rename: a partly downloaded image is never
+ * where the next start would trust it.
+ *
+ * Several Pods on a node share the image directory. Pulls of one image take
+ * turns under a kernel lock (`<image>.lock`, see snapshot/flock.ts), each
+ * writes its own temporary file (unique name, mode 0600, beside the image so
+ * the rename is atomic), and the digest checked is the written file's, read
+ * back from disk. One that waited reuses what the pull before it published
+ * instead of downloading again.
  */
-import { createHash } from "node:crypto";
-import { createWriteStream, mkdirSync, renameSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
+import {
+  chmodSync,
+  closeSync,
+  createWriteStream,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { EngineError } from "../errors.js";
+import { fsyncDir, randomHex } from "../snapshot/durable.js";
+import { tryLock } from "../snapshot/flock.js";
+import { sha256File } from "../snapshot/hash.js";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
 export const DEFAULT_RELEASE_BASE = "https://github.com/hexclave/hexclave/releases/download";
@@ -33,6 +54,8 @@ export interface PullResult {
   bytes: number;
   sha256: string;
   checksumVerified: boolean;
+  /** Another pull (a Pod beside this one) had just published this image: nothing was downloaded. */
+  reused: boolean;
   ms: number;
 }
 
@@ -67,13 +90,95 @@ async function expectedChecksum(url: string): Promise<string | undefined> {
   return m[1].toLowerCase();
 }
 
+/** How long a pull waits for another pull of the same image (a dead one's lock goes at once). */
+const PULL_WAIT_MS = 60 * 60_000;
+
+/** What a finished pull leaves beside the image, so a pull that waited for it can reuse it. */
+interface PulledNote {
+  url: string;
+  sha256: string;
+  bytes: number;
+  finishedAt: number;
+}
+
+const noteOf = (dest: string): string => `${dest}.pulled`;
+
 export async function pullImage(
   url: string,
   dest: string,
   onProgress: (p: PullProgress) => void = () => undefined,
 ): Promise<PullResult> {
   const t0 = performance.now();
+  const startedAt = Date.now();
   const expected = await expectedChecksum(url);
+  mkdirSync(dirname(dest), { recursive: true });
+  const lock = await tryLock(`${dest}.lock`, "exclusive", { waitMs: PULL_WAIT_MS });
+  if (lock === undefined || lock === "busy") {
+    throw new EngineError("DOWNLOAD_FAILED", `another pull of ${dest} did not finish within an hour`, {
+      hint: `wait for it, or download elsewhere and pass --image; its lock is ${dest}.lock`,
+    });
+  }
+  try {
+    const reused = await reusable(url, dest, expected, startedAt);
+    if (reused) return { ...reused, checksumVerified: expected !== undefined, reused: true, ms: since(t0) };
+    removeDeadParts(dest);
+    const pulled = await download(url, dest, expected, onProgress);
+    const note: PulledNote = { url, sha256: pulled.sha256, bytes: pulled.bytes, finishedAt: Date.now() };
+    await writeFile(noteOf(dest), `${JSON.stringify(note)}\n`).catch(() => undefined);
+    return { ...pulled, path: dest, checksumVerified: expected !== undefined, reused: false, ms: since(t0) };
+  } finally {
+    lock.release();
+  }
+}
+
+const since = (t0: number): number => Math.round(performance.now() - t0);
+
+/**
+ * The image already at `dest`, when it is the one asked for: it has the
+ * release's checksum, or (a release without one) a pull of the same URL
+ * published it while this one waited. Its digest is read from the file.
+ */
+async function reusable(
+  url: string,
+  dest: string,
+  expected: string | undefined,
+  startedAt: number,
+): Promise<{ path: string; bytes: number; sha256: string } | undefined> {
+  let note: Partial<PulledNote> = {};
+  try {
+    note = JSON.parse(await readFile(noteOf(dest), "utf8")) as Partial<PulledNote>;
+  } catch {
+    /* none: only a checksum can vouch for the image */
+  }
+  const vouched =
+    expected !== undefined ||
+    (note.url === url && typeof note.finishedAt === "number" && note.finishedAt >= startedAt);
+  if (!vouched) return undefined;
+  let bytes: number;
+  try {
+    bytes = statSync(dest).size;
+  } catch {
+    return undefined;
+  }
+  const { sha256 } = await sha256File(dest);
+  const want = expected ?? note.sha256;
+  return sha256 === want ? { path: dest, bytes, sha256 } : undefined;
+}
+
+/** `<image>.part-<hex>` files are written only under the lock: any left now are a dead pull's. */
+function removeDeadParts(dest: string): void {
+  const prefix = `${basename(dest)}.part`;
+  for (const name of readdirSync(dirname(dest))) {
+    if (name === prefix || name.startsWith(`${prefix}-`)) rmSync(join(dirname(dest), name), { force: true });
+  }
+}
+
+async function download(
+  url: string,
+  dest: string,
+  expected: string | undefined,
+  onProgress: (p: PullProgress) => void,
+): Promise<{ bytes: number; sha256: string }> {
   const res = await fetchOk(url, "the image");
   if (!res.ok || !res.body) {
     throw new EngineError("DOWNLOAD_FAILED", `${url} answered ${res.status}`, {
@@ -81,24 +186,26 @@ export async function pullImage(
     });
   }
   const total = Number(res.headers.get("content-length")) || undefined;
-  mkdirSync(dirname(dest), { recursive: true });
-  const part = `${dest}.part`;
-  const hash = createHash("sha256");
+  const part = `${dest}.part-${randomHex()}`;
   let received = 0;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       received += chunk.length;
-      hash.update(chunk);
       onProgress({ received, total });
       cb(null, chunk);
     },
   });
+  const fd = openSync(part, "wx", 0o600);
+  let open = true;
   try {
     await pipeline(
       Readable.fromWeb(res.body as WebReadableStream),
       meter,
-      createWriteStream(part, { mode: 0o644 }),
+      createWriteStream("", { fd, autoClose: false }),
     );
+    fsyncSync(fd);
+    open = false;
+    closeSync(fd);
     if (total !== undefined && received !== total) {
       throw new EngineError(
         "DOWNLOAD_FAILED",
@@ -106,25 +213,32 @@ export async function pullImage(
         { hint: "retry" },
       );
     }
-    const sha256 = hash.digest("hex");
-    if (expected !== undefined && sha256 !== expected) {
+    // What is checked is what is on disk, not what went past on the stream.
+    const written = await sha256File(part);
+    if (written.bytes !== received) {
+      throw new EngineError(
+        "DOWNLOAD_FAILED",
+        `${part} holds ${written.bytes} bytes, ${received} were received`,
+        {
+          hint: "the disk may be full or failing; free space and retry",
+        },
+      );
+    }
+    if (expected !== undefined && written.sha256 !== expected) {
       throw new EngineError(
         "CHECKSUM_MISMATCH",
-        `${url} has sha256 ${sha256}, the release says ${expected}`,
+        `${url} has sha256 ${written.sha256}, the release says ${expected}`,
         {
           hint: "the download is corrupt or the release changed; retry, and report it if it persists",
         },
       );
     }
+    chmodSync(part, 0o644);
     renameSync(part, dest);
-    return {
-      path: dest,
-      bytes: received,
-      sha256,
-      checksumVerified: expected !== undefined,
-      ms: Math.round(performance.now() - t0),
-    };
+    await fsyncDir(dirname(dest));
+    return { bytes: received, sha256: written.sha256 };
   } catch (err) {
+    if (open) closeSync(fd);
     rmSync(part, { force: true });
     throw err;
   }

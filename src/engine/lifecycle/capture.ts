@@ -22,6 +22,8 @@ import { rmSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { QemuPlan } from "../qemu/argv.js";
 import type { LaunchedVm } from "./launch.js";
+import { parseStoreBudget, formatBytes } from "../snapshot/budget.js";
+import { collectGarbage } from "../snapshot/evict.js";
 
 export async function capture(
   ctx: EngineContext,
@@ -60,12 +62,14 @@ export async function capture(
       const timings = Object.fromEntries(
         Object.entries(phases.timings).filter(([k, v]) => v !== started[k] && k.startsWith("capture")),
       );
-      return await phases.run("capture-publish", () =>
+      const published = await phases.run("capture-publish", () =>
         writer.publish({
           manifest: { keyParts: parts, captureTimings: timings, guest: {}, engineVersion: ENGINE_VERSION },
           files: spec.files,
         }),
       );
+      await keepInBudget(store, config.storeBudget, key, phases);
+      return published;
     } finally {
       await endVm(vm, ctx.paths);
     }
@@ -157,5 +161,31 @@ async function assertRoomForRam(dir: string, ramMiB: number): Promise<void> {
         hint: "free space there, point HEXCLAVE_EMULATOR_SNAPSHOT_DIR at a larger disk, or lower EMULATOR_SNAPSHOT_RAM",
       },
     );
+  }
+}
+
+/**
+ * A capture is what grows the store: after each, evict down to the budget
+ * (never the snapshot just published, which this start resumes next).
+ * Optional: a failed clean-up warns and costs nothing else.
+ */
+async function keepInBudget(
+  store: SnapshotStore,
+  budget: string,
+  key: string,
+  phases: Phases,
+): Promise<void> {
+  const parsed = parseStoreBudget(budget);
+  if (!parsed || parsed.kind === "unlimited") return;
+  try {
+    const r = await collectGarbage(store, parsed, { protect: [key] });
+    for (const e of r.removed)
+      phases.info(`evicted ${e.kind} ${e.name} (${formatBytes(e.bytes)}) to keep the store within ${budget}`);
+    if (r.overBudget)
+      phases.warn(
+        `the snapshot store holds ${formatBytes(r.afterBytes)}, over its budget of ${budget}: what is left is in use or being written`,
+      );
+  } catch (err) {
+    phases.warn(`could not keep the snapshot store within its budget: ${describeError(err)}`);
   }
 }

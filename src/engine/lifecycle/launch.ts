@@ -71,7 +71,7 @@ export async function launchVm(
   rmSync(paths.qmpSocket, { force: true });
   rmSync(paths.qgaSocket, { force: true });
   rmSync(paths.qemuLog, { force: true });
-  const proc = spawnDetached(binary, argv, paths.qemuLog);
+  const proc = spawnDetached(binary, argv, paths.qemuLog, undefined, plan.holdFds);
   const exitedEarly = proc.exited.then((r) => {
     throw launchFailure(binary, paths, r.code, r.signal);
   });

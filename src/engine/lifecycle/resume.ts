@@ -28,10 +28,12 @@ export interface Resumed {
   agent: GuestAgent;
 }
 
+/** `use`: the snapshot's use lock (SnapshotStore.use), handed to QEMU to hold while it runs. */
 export async function resumeVm(
   ctx: EngineContext,
   snapshot: PublishedSnapshot,
   phases: Phases,
+  use?: { fd: number },
 ): Promise<LaunchedVm> {
   const { config, paths } = ctx;
   const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
@@ -42,7 +44,10 @@ export async function resumeVm(
     await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
   });
   const ramFile = ctx.strategy === "template" ? join(snapshot.dir, SNAPSHOT_FILES.ram) : undefined;
-  const plan = planFor(ctx, "resume", { base: config.image, layer, session: paths.session }, ramFile);
+  const plan = {
+    ...planFor(ctx, "resume", { base: config.image, layer, session: paths.session }, ramFile),
+    holdFds: use ? [use.fd] : [],
+  };
   const vm = await phases.run("resume-launch", () => ctx.deps.launch(ctx.qemu.binary, plan, paths));
   const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
   try {

@@ -1,44 +1,37 @@
-/** One start at a time per run directory: an O_EXCL lock file naming its holder. */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+/**
+ * One start at a time per run directory: an exclusive flock on start.lock
+ * (see snapshot/flock.ts), released by the kernel when the start's process
+ * dies. A container killed mid-start (OOM, liveness) comes back as pid 1 with
+ * the same host name; a lock judged by pid and host would look alive to it
+ * for ever. The file's note ({pid, host, at}) is only for the message.
+ */
 import { hostname } from "node:os";
 import { EngineError } from "../errors.js";
+import { readLockNote, tryLockSync } from "../snapshot/flock.js";
 
 export interface RunLock {
   release(): void;
 }
 
-function holderAlive(path: string): { pid: number; alive: boolean } | undefined {
+function holderPid(path: string): number | undefined {
   try {
-    const holder = JSON.parse(readFileSync(path, "utf8")) as { pid: number; host: string };
-    if (holder.host !== hostname()) return { pid: holder.pid, alive: true };
-    try {
-      process.kill(holder.pid, 0);
-      return { pid: holder.pid, alive: true };
-    } catch (err) {
-      return { pid: holder.pid, alive: (err as NodeJS.ErrnoException).code === "EPERM" };
-    }
+    const pid = (JSON.parse(readLockNote(path)) as { pid?: unknown }).pid;
+    return typeof pid === "number" ? pid : undefined;
   } catch {
     return undefined;
   }
 }
 
 export function acquireRunLock(path: string, runDir: string): RunLock {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() }));
-      closeSync(fd);
-      return { release: () => rmSync(path, { force: true }) };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const holder = holderAlive(path);
-      if (holder?.alive) {
-        throw new EngineError("RUN_DIR_BUSY", `another start (pid ${holder.pid}) is using ${runDir}`, {
-          hint: "wait for it, or give this emulator its own run directory (EMULATOR_RUN_DIR) and ports",
-        });
-      }
-      rmSync(path, { force: true }); // stale: its process is gone
-    }
+  const lock = tryLockSync(path, "exclusive");
+  if (lock === undefined || lock === "busy") {
+    const pid = holderPid(path);
+    throw new EngineError(
+      "RUN_DIR_BUSY",
+      `another start (${pid === undefined ? "a process" : `pid ${pid}`}) is using ${runDir}`,
+      { hint: "wait for it, or give this emulator its own run directory (EMULATOR_RUN_DIR) and ports" },
+    );
   }
-  throw new EngineError("RUN_DIR_BUSY", `could not lock ${runDir}`, { hint: "retry" });
+  lock.write(JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() }));
+  return { release: () => lock.remove() };
 }

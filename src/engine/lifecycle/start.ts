@@ -158,9 +158,24 @@ async function boot(ctx: EngineContext, phases: Phases, options: StartOptions): 
     }
   }
   if (!snapshot) throw new Error("boot: a resume plan without a snapshot");
+  // Held from here, and by the QEMU from its launch: no eviction removes the snapshot under it.
+  const use = await store.use(key);
+  if (!use) {
+    const next = afterSnapshotFailure(
+      config.snapshot,
+      "resume",
+      `snapshot ${key} was evicted from the store`,
+    );
+    if (next.kind === "fail") {
+      throw new EngineError("SNAPSHOT_REQUIRED", `snapshot ${key} was evicted before it could be resumed`, {
+        hint: "start again (it captures a new one), or raise EMULATOR_STORE_BUDGET",
+      });
+    }
+    return coldOutcome(ctx, phases, secrets, next);
+  }
   let vm: LaunchedVm | undefined;
   try {
-    vm = await resumeVm(ctx, snapshot, phases);
+    vm = await resumeVm(ctx, snapshot, phases, use);
     const resumed = vm;
     const agent = await reattachGuest(ctx, vm, phases);
     const ready = await whileRunning(resumed, ctx.paths, "the resumed guest's setup", (signal) =>
@@ -177,6 +192,8 @@ async function boot(ctx: EngineContext, phases: Phases, options: StartOptions): 
     const next = afterSnapshotFailure(config.snapshot, "resume", describeError(err));
     if (next.kind === "fail") throw err;
     return coldOutcome(ctx, phases, secrets, next);
+  } finally {
+    use.release(); // the QEMU's inherited copy keeps the lock while it runs
   }
 }
 

@@ -57,6 +57,12 @@ export interface QemuPlan {
   qgaSocket: string;
   serialLog: string;
   hostShare?: { path: string; readOnly: boolean } | undefined;
+  /**
+   * Not an argument: descriptors QEMU inherits (as its fd 3, 4, …) and so
+   * holds while it runs; the snapshot's use lock, so the store knows a VM
+   * still reads its files however the engine's process ends.
+   */
+  holdFds?: readonly number[] | undefined;
 }
 
 /** QEMU's option syntax escapes a comma by doubling it. */

@@ -7,6 +7,8 @@
  *   <root>/.tmp-<key>-<8 hex>/       being written (or abandoned by a crash)
  *   <root>/.old-<key>-<8 hex>/       a replaced or removed snapshot being deleted
  *   <root>/.locks/<key>.lock         the writer's lock for <key>
+ *   <root>/.use/<key>                shared-locked by every QEMU running from <key>
+ *                                    (so it is never evicted); its mtime is the last use
  *   <root>/.quarantine/<key>-<time>/ set aside as bad, with a REASON file
  */
 import { join } from "node:path";
@@ -14,6 +16,7 @@ import { EngineError } from "../errors.js";
 
 export const LOCKS_DIR = ".locks";
 export const QUARANTINE_DIR = ".quarantine";
+export const USE_DIR = ".use";
 const TMP_PREFIX = ".tmp-";
 const OLD_PREFIX = ".old-";
 const SUFFIX = /-[0-9a-f]{8}$/;
@@ -34,6 +37,7 @@ export function assertStoreKey(key: string): void {
 export const tmpDirName = (key: string, suffix: string): string => `${TMP_PREFIX}${key}-${suffix}`;
 export const oldDirName = (key: string, suffix: string): string => `${OLD_PREFIX}${key}-${suffix}`;
 export const lockPath = (root: string, key: string): string => join(root, LOCKS_DIR, `${key}.lock`);
+export const usePath = (root: string, key: string): string => join(root, USE_DIR, key);
 
 /** The key of a `.tmp-` or `.old-` entry, or undefined for any other name. */
 export function keyOfWorkDir(name: string, kind: "tmp" | "old"): string | undefined {

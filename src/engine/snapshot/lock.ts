@@ -1,15 +1,19 @@
 /**
- * One writer per snapshot key, across processes: a lock file created with
- * O_EXCL holding {pid, host, startedAt, token, tmp}. A lock whose pid is dead on
- * this host is stale (its writer crashed) and is broken; a lock from another
- * host is never judged (its pid means nothing here).
+ * One writer per snapshot key, across processes, containers and Pods that
+ * share the store: an exclusive flock on `.locks/<key>.lock` (see flock.ts),
+ * which the kernel releases when the writer dies. The file also holds a note
+ * {pid, host, startedAt, token, tmp} for messages and for the sweep (which
+ * temporary dir the live writer fills); the note never decides whether the
+ * lock is held, since a pid and a host name mean nothing to another pid
+ * namespace or to a restarted Pod of the same name.
  */
 import { hostname } from "node:os";
-import { link, mkdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { EngineError } from "../errors.js";
-import { isErrno, randomHex, writeFileDurable } from "./durable.js";
+import { randomHex } from "./durable.js";
+import { readLockNote, tryLock, type FileLock } from "./flock.js";
 
 const HolderSchema = z.object({
   pid: z.number().int().positive(),
@@ -22,68 +26,53 @@ const HolderSchema = z.object({
 export type LockHolder = z.infer<typeof HolderSchema>;
 
 /**
- * live: held by a running process here; foreign: held from another host;
- * dead: its process is gone; torn: unreadable (a writer died between create
- * and write), stale once older than TORN_GRACE_MS.
+ * live: a process holds it; dead: nobody does (its writer finished without
+ * cleaning up, or died). holder: the note, when readable (a live writer may
+ * not have written it yet; a dead one's may be torn).
  */
-export type LockState =
-  { state: "live" | "foreign" | "dead"; holder: LockHolder } | { state: "torn"; stale: boolean };
+export type LockState = { state: "live" | "dead"; holder: LockHolder | undefined };
 
-const TORN_GRACE_MS = 10_000;
+/** How long a writer waits for a lock that is busy: long enough to ride out a sweep's probe. */
+const ACQUIRE_WAIT_MS = 1_000;
 
 export interface LockBroken {
   path: string;
-  /** The dead holder, when the lock file was readable. */
+  /** The dead holder, when its note was readable. */
   holder: LockHolder | undefined;
 }
 
 export interface HeldLock {
   readonly path: string;
   readonly holder: LockHolder;
-  /** Still ours? (false if someone broke it, e.g. by hand) */
+  /** Still ours? (false once released, or if the file was deleted by hand) */
   held(): Promise<boolean>;
-  /** Remove the lock if it is still ours. Idempotent. */
+  /** Delete the lock file and release the lock. Idempotent. */
   release(): Promise<void>;
 }
 
-/** Is `pid` a running process on this host? EPERM means it exists but is not ours. */
-export function pidAlive(pid: number): boolean {
+function noteOf(path: string): LockHolder | undefined {
+  const text = readLockNote(path);
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, "EPERM");
+    const parsed = HolderSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
   }
 }
 
-/** The lock's state, or undefined when there is no lock. */
+/** The lock's state, or undefined when there is no lock file. */
 export async function inspectLock(path: string): Promise<LockState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if (isErrno(err, "ENOENT")) return undefined;
-    throw err;
-  }
-  const parsed = safeJson(text);
-  const holder = HolderSchema.safeParse(parsed);
-  if (!holder.success) {
-    const age = await stat(path).then(
-      (s) => Date.now() - s.mtimeMs,
-      () => Infinity,
-    );
-    return { state: "torn", stale: age > TORN_GRACE_MS };
-  }
-  const h = holder.data;
-  if (h.host !== hostname()) return { state: "foreign", holder: h };
-  return { state: pidAlive(h.pid) ? "live" : "dead", holder: h };
+  const probe = await tryLock(path, "shared", { create: false });
+  if (probe === undefined) return undefined;
+  const holder = noteOf(path);
+  if (probe === "busy") return { state: "live", holder };
+  probe.release();
+  return { state: "dead", holder };
 }
 
 /**
- * Take the lock or throw SNAPSHOT_LOCKED. A stale lock is moved aside under a
- * unique name, re-read to confirm it is still the stale one (two breakers can
- * race), then deleted and `onBroken` called; if a live lock was moved by
- * mistake it is linked back.
+ * Take the lock or throw SNAPSHOT_LOCKED naming the holder. A lock file whose
+ * holder is gone is simply taken over (`onBroken` says whose it was).
  */
 export async function acquireLock(
   path: string,
@@ -91,6 +80,10 @@ export async function acquireLock(
   opts: { tmp?: string; onBroken?: (b: LockBroken) => void } = {},
 ): Promise<HeldLock> {
   await mkdir(dirname(path), { recursive: true });
+  const lock = await tryLock(path, "exclusive", { waitMs: ACQUIRE_WAIT_MS });
+  if (lock === undefined || lock === "busy") throw lockedError(path, what, noteOf(path));
+  const previous = readLockNote(path);
+  if (previous !== "") opts.onBroken?.({ path, holder: noteOf(path) });
   const holder: LockHolder = {
     pid: process.pid,
     host: hostname(),
@@ -98,98 +91,36 @@ export async function acquireLock(
     token: randomHex(8),
     ...(opts.tmp === undefined ? {} : { tmp: opts.tmp }),
   };
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      await writeFileDurable(path, `${JSON.stringify(holder)}\n`, { exclusive: true });
-      return heldLock(path, holder);
-    } catch (err) {
-      if (!isErrno(err, "EEXIST")) throw err;
-    }
-    const current = await inspectLock(path);
-    if (current === undefined) continue; // released meanwhile
-    if (!isStale(current)) throw lockedError(path, what, current);
-    const broken = await breakStale(path, current);
-    if (broken) opts.onBroken?.(broken);
-  }
-  throw new EngineError("SNAPSHOT_LOCKED", `could not take the lock for ${what} (contended)`, {
-    hint: `another process keeps re-taking ${path}; retry`,
-  });
+  lock.write(`${JSON.stringify(holder)}\n`);
+  return heldLock(lock, holder);
 }
 
-/** Remove the lock at `path` if its holder is gone (sweep). */
+/** Remove the lock at `path` if nobody holds it (sweep). */
 export async function removeStaleLock(path: string): Promise<LockBroken | undefined> {
-  const s = await inspectLock(path);
-  if (s === undefined || !isStale(s)) return undefined;
-  return breakStale(path, s);
+  const lock = await tryLock(path, "exclusive", { create: false });
+  if (lock === undefined || lock === "busy") return undefined;
+  const holder = noteOf(path);
+  lock.remove();
+  return { path, holder };
 }
 
-function isStale(s: LockState): boolean {
-  return s.state === "dead" || (s.state === "torn" && s.stale);
-}
-
-async function breakStale(path: string, seen: LockState): Promise<LockBroken | undefined> {
-  const aside = `${path}.stale-${randomHex()}`;
-  try {
-    await rename(path, aside);
-  } catch (err) {
-    if (isErrno(err, "ENOENT")) return undefined; // someone else broke or released it
-    throw err;
-  }
-  const moved = safeJson(await readFile(aside, "utf8").catch(() => ""));
-  const movedHolder = HolderSchema.safeParse(moved);
-  const sameAsSeen =
-    seen.state === "torn"
-      ? !movedHolder.success
-      : movedHolder.success && movedHolder.data.token === seen.holder.token;
-  if (!sameAsSeen) {
-    // We moved a fresh lock someone took after our read: put it back (fails only if yet another took it).
-    await link(aside, path).catch(() => undefined);
-    await unlink(aside).catch(() => undefined);
-    return undefined;
-  }
-  await unlink(aside).catch(() => undefined);
-  return { path, holder: movedHolder.success ? movedHolder.data : undefined };
-}
-
-function heldLock(path: string, holder: LockHolder): HeldLock {
-  let released = false;
-  const held = async (): Promise<boolean> => {
-    if (released) return false;
-    const s = await inspectLock(path);
-    return s !== undefined && s.state !== "torn" && s.holder.token === holder.token;
-  };
+function heldLock(lock: FileLock, holder: LockHolder): HeldLock {
   return {
-    path,
+    path: lock.path,
     holder,
-    held,
-    async release() {
-      if (released) return;
-      const ours = await held();
-      released = true;
-      if (ours)
-        await unlink(path).catch((err: unknown) =>
-          isErrno(err, "ENOENT") ? undefined : Promise.reject(err),
-        );
+    held: () => Promise.resolve(lock.held()),
+    release: () => {
+      lock.remove();
+      return Promise.resolve();
     },
   };
 }
 
-function lockedError(path: string, what: string, s: LockState): EngineError {
-  const who =
-    s.state === "torn"
-      ? "a process that is still creating its lock"
-      : `pid ${s.holder.pid} on ${s.holder.host} since ${s.holder.startedAt}`;
-  const hint =
-    s.state === "foreign"
-      ? `wait for that host to finish; if it is gone, delete ${path}`
-      : `wait for that capture to finish; if no such process is running, delete ${path}`;
-  return new EngineError("SNAPSHOT_LOCKED", `${what} is being written by ${who}`, { hint });
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+function lockedError(path: string, what: string, holder: LockHolder | undefined): EngineError {
+  const who = holder
+    ? `pid ${holder.pid} on ${holder.host} since ${holder.startedAt}`
+    : "a process that is still writing its note";
+  return new EngineError("SNAPSHOT_LOCKED", `${what} is being written by ${who}`, {
+    hint: `wait for that capture to finish (the lock ${path} goes when its process ends, on whichever host or Pod it runs)`,
+  });
 }

@@ -12,13 +12,16 @@ import { fsyncDir, isErrno, randomHex, writeFileDurable } from "./durable.js";
 import {
   LOCKS_DIR,
   QUARANTINE_DIR,
+  USE_DIR,
   assertStoreKey,
   compactTimestamp,
   keyOfWorkDir,
   lockPath,
   oldDirName,
   tmpDirName,
+  usePath,
 } from "./layout.js";
+import { touch, tryLock, type FileLock } from "./flock.js";
 import { acquireLock, inspectLock, removeStaleLock } from "./lock.js";
 import type { LockHolder } from "./lock.js";
 import { COMPLETE_FILE, MANIFEST_FILE, REASON_FILE, parseManifest } from "./manifest.js";
@@ -158,6 +161,27 @@ export class SnapshotStore {
     return verifySnapshotFiles(snapshot.dir, snapshot.manifest, options);
   }
 
+  /**
+   * Mark `key` in use: a shared lock on `.use/<key>` for the caller to hand to
+   * the QEMU that runs from it (which then holds it until it exits), so no
+   * eviction removes the snapshot under a running VM, in any Pod sharing the
+   * store. Touches the marker (the last use, for eviction). undefined when
+   * the snapshot is gone (evicted since it was looked up).
+   */
+  async use(key: string): Promise<FileLock | undefined> {
+    assertStoreKey(key);
+    await mkdir(join(this.root, USE_DIR), { recursive: true });
+    // An eviction holds the marker exclusively only while it removes the snapshot.
+    const lock = await tryLock(usePath(this.root, key), "shared", { waitMs: 5_000 });
+    if (lock === undefined || lock === "busy") return undefined;
+    if ((await this.lookup(key)) === undefined) {
+      lock.release();
+      return undefined;
+    }
+    touch(lock.path);
+    return lock;
+  }
+
   /** Move `key` to `.quarantine/<key>-<time>/` with a REASON file. Returns where, or undefined if absent. */
   async quarantine(key: string, reason: string): Promise<string | undefined> {
     assertStoreKey(key);
@@ -211,12 +235,10 @@ export class SnapshotStore {
       const key = tmpKey ?? oldKey;
       if (key === undefined) continue;
       const lock = await inspectLock(lockPath(this.root, key));
+      // A live writer whose note is not written yet (holder undefined) may own any of its key's dirs.
       const writerAlive =
-        lock !== undefined &&
-        (lock.state === "torn"
-          ? !lock.stale
-          : lock.state !== "dead" &&
-            (oldKey !== undefined || lock.holder.tmp === undefined || lock.holder.tmp === name));
+        lock?.state === "live" &&
+        (oldKey !== undefined || lock.holder?.tmp === undefined || lock.holder.tmp === name);
       if (!writerAlive) {
         await drop(join(this.root, name), tmpKey ? "abandoned temporary dir" : "leftover replaced dir");
       }
@@ -227,9 +249,18 @@ export class SnapshotStore {
       if (name.endsWith(".lock")) {
         if (await removeStaleLock(path)) removed.push({ path, why: "lock of a dead process" });
       } else if (/\.lock\.stale-[0-9a-f]{8}$/.test(name)) {
+        // Left by engines that broke pid-based locks by renaming them aside.
         await unlink(path).catch(() => undefined);
         removed.push({ path, why: "leftover of a broken lock" });
       }
+    }
+    for (const key of await readdirOrEmpty(join(this.root, USE_DIR))) {
+      if ((await this.examine(key).catch(() => undefined))?.state !== "absent") continue;
+      // Deleted only under the exclusive lock: a user that locks the old file meanwhile sees it gone and starts over.
+      const lock = await tryLock(usePath(this.root, key), "exclusive", { create: false });
+      if (lock === undefined || lock === "busy") continue;
+      lock.remove();
+      removed.push({ path: lock.path, why: "use marker of a removed snapshot" });
     }
     const qdir = join(this.root, QUARANTINE_DIR);
     const entries = (await readdirOrEmpty(qdir))
@@ -246,12 +277,12 @@ export class SnapshotStore {
       const tmpKey = keyOfWorkDir(name, "tmp");
       if (tmpKey !== undefined) {
         const lock = await inspectLock(lockPath(this.root, tmpKey));
-        const holder = lock && lock.state !== "torn" && lock.holder.tmp === name ? lock.holder : undefined;
+        const holder = lock?.holder?.tmp === name ? lock.holder : undefined;
         listing.inProgress.push({
           name,
           key: tmpKey,
           holder,
-          live: holder !== undefined && lock?.state !== "dead",
+          live: lock?.state === "live" && (holder !== undefined || lock.holder === undefined),
         });
         continue;
       }
