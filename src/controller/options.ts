@@ -41,6 +41,11 @@ export const AgentOptions = z.object({
   fsGroup: z.number().int().min(0).optional(),
   /** Memory the Pod asks for beyond the guest's RAM (QEMU, the agent). */
   memoryOverheadMiB: z.number().int().min(0).default(512),
+  /**
+   * The CPU the Pod requests per guest vCPU, in percent: 100 reserves a core per vCPU; less
+   * overcommits, as CI fleets whose guests mostly wait often do.
+   */
+  cpuRequestPercent: z.number().int().min(1).max(100).default(100),
   nodeSelector: z.record(z.string(), z.string()).default({}),
   tolerations: z.array(Toleration).default([]),
   priorityClassName: z.string().optional(),
@@ -79,6 +84,11 @@ export const ControllerOptions = z.object({
   reportTimeoutMs: z.number().int().min(100).default(3000),
   /** How often a Ready Emulator is re-checked without any event. */
   resyncSec: z.number().int().min(5).default(300),
+  /**
+   * A Pod still there this long after its grace period ended (its node is lost or NotReady: no
+   * kubelet confirms the deletion) is deleted without waiting (grace 0), with a Warning event.
+   */
+  forceDeleteAfterSec: z.number().int().min(0).default(60),
   /** Pods replaced because the agent template changed (a helm upgrade), not an Emulator's spec. */
   rollout: z
     .object({

@@ -137,7 +137,7 @@ describe("leader election with a hung API server under the leader", () => {
   }, 120_000);
 });
 
-describe("a watch whose connection goes silent", () => {
+describe("a silent watch, a lost node", () => {
   let cluster: TestCluster;
   beforeAll(async () => {
     cluster = await startTestCluster(27885);
@@ -183,6 +183,65 @@ describe("a watch whose connection goes silent", () => {
     } finally {
       await informer.stop();
       await proxy.close();
+    }
+  }, 120_000);
+
+  it("deletes an Emulator whose Pod is on a lost node: the Pod is force-deleted past its grace period, with a Warning event", async () => {
+    const ns = "lost-node";
+    createNamespace(cluster, ns);
+    const token = controllerServiceAccount(cluster, "unused-lease");
+    const view = new ClusterView(cluster.admin(), ns);
+    await view.start();
+    const controller = new EmulatorController(
+      cluster.withToken(token),
+      controllerOptions({
+        namespace: CONTROLLER_NS,
+        watchNamespace: ns,
+        leaderElection: { enabled: false },
+        http: { host: "127.0.0.1", port: 0 },
+        forceDeleteAfterSec: 1,
+        // The Pod's grace period is stopGraceSec + 15 s.
+        agent: { stopGraceSec: 0 },
+      }),
+      { log: () => undefined },
+    );
+    try {
+      await controller.start();
+      cluster.kubectl(
+        ["apply", "-f", "-"],
+        emulatorManifest("stranded", ns, { image: "/x.qcow2", rotation: false }),
+      );
+      await view.until("its Pod", () => view.pod("stranded-emulator"), 30_000);
+      // Scheduled to a node whose kubelet is gone: nothing will ever confirm the Pod's deletion.
+      cluster.kubectl(
+        ["create", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Binding",
+          metadata: { name: "stranded-emulator", namespace: ns },
+          target: { apiVersion: "v1", kind: "Node", name: "lost-node" },
+        }),
+      );
+      await view.until("bound", () => view.pod("stranded-emulator")?.spec?.nodeName === "lost-node", 30_000);
+      const t0 = performance.now();
+      cluster.kubectl(["delete", "emulator", "stranded", "-n", ns, "--wait=false"]);
+      await view.until(
+        "the Emulator and its Pod gone",
+        () => !view.emulator("stranded") && !view.pod("stranded-emulator"),
+        60_000,
+        () => JSON.stringify(view.pod("stranded-emulator")?.metadata),
+      );
+      console.log(
+        `[api-faults] delete on a lost node → gone: ${((performance.now() - t0) / 1000).toFixed(1)} s (grace 15 s + bound 1 s)`,
+      );
+      await view.until(
+        "a ForceDeleted event",
+        () => view.eventReasons("stranded").includes("ForceDeleted"),
+        30_000,
+      );
+    } finally {
+      await controller.stop();
+      await view.stop();
     }
   }, 120_000);
 });

@@ -84,6 +84,12 @@ describe("the Pod", () => {
     expect(config.hostShare.mode).toBe("none");
   });
 
+  it("requests a share of a core per vCPU when told to overcommit, in millicores", () => {
+    const half = buildPod(owner, base, { ...agent, cpuRequestPercent: 40 });
+    expect(half.spec!.containers[0]!.resources?.requests?.cpu).toBe("800m");
+    expect(buildPod(owner, base, agent).spec!.containers[0]!.resources?.requests?.cpu).toBe("2");
+  });
+
   it("mounts the keys read-only, asks for RAM plus overhead, and needs no API token", () => {
     const pod = buildPod(owner, base, agent);
     const c = pod.spec!.containers[0]!;

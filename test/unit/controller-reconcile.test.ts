@@ -76,8 +76,8 @@ class FakeApi implements EmulatorApi, OwnedApi {
   listPods = () => Promise.resolve({ items: [...this.pods.values()] });
   readPod = (_ns: string, name: string) => Promise.resolve(this.read(this.pods, name));
   createPod = (pod: V1Pod) => Promise.resolve(this.create(this.pods, pod, "pod"));
-  deletePod = (_ns: string, name: string) => {
-    this.calls.push(`delete pod ${name}`);
+  deletePod = (_ns: string, name: string, _uid: string, graceSec: number) => {
+    this.calls.push(graceSec === 0 ? `force-delete pod ${name}` : `delete pod ${name}`);
     const pod = this.pods.get(name);
     if (pod) this.pods.set(name, { ...pod, metadata: { ...pod.metadata, deletionTimestamp: new Date() } });
     return Promise.resolve();
@@ -398,6 +398,28 @@ describe("the reconcile, for objects of its names", () => {
       cache.pods.set("e-emulator", api.pods.get("e-emulator")!);
       expect(await reconciler.reconcile(`${NS}/e`)).toEqual({ requeueAfterMs: SAFETY_NET_MS });
       expect(api.calls.filter((c) => c === "delete pod e-emulator")).toHaveLength(1);
+    });
+
+    it("force-deletes a Pod no kubelet confirms (a lost node) once its grace period and the bound have passed, saying so", async () => {
+      const end = new Date("2026-12-01T10:00:00Z");
+      const pod: V1Pod = {
+        metadata: { ...ours("e-emulator"), deletionTimestamp: end },
+        spec: { nodeName: "lost-node", containers: [] },
+      };
+      api.pods.set("e-emulator", pod);
+      cache.pods.set("e-emulator", pod);
+      let now = new Date(end.getTime() + 10_000);
+      reconciler = reconcilerWith({ now: () => now });
+      const early = await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls.filter((c) => c.includes("delete pod"))).toEqual([]);
+      // Woken again when the bound (60 s after the grace period's end) is reached, not at the 30 s safety net only.
+      expect(early.requeueAfterMs).toBeLessThanOrEqual(SAFETY_NET_MS);
+      now = new Date(end.getTime() + 60_001);
+      await reconciler.reconcile(`${NS}/e`);
+      expect(api.calls).toContain("force-delete pod e-emulator");
+      expect(events.find((e) => e.startsWith("warning ForceDeleted"))).toMatch(
+        /node lost-node lost or not ready/,
+      );
     });
 
     it("once the Pod is gone, removes the Service and the Secret it owns, then the finalizer", async () => {

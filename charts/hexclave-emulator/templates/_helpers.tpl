@@ -68,6 +68,7 @@ app.kubernetes.io/component: controller
   "runAsUser" $a.runAsUser
   "runAsGroup" $a.runAsGroup
   "memoryOverheadMiB" $a.memoryOverheadMiB
+  "cpuRequestPercent" $a.cpuRequestPercent
   "stopGraceSec" $a.stopGraceSec
   "nodeSelector" $a.nodeSelector
   "tolerations" $a.tolerations
@@ -80,6 +81,7 @@ app.kubernetes.io/component: controller
   "workers" $c.workers
   "resyncSec" $c.resyncSec
   "rollout" (dict "maxUnavailable" $c.rollout.maxUnavailable)
+  "forceDeleteAfterSec" $c.forceDeleteAfterSec
   "clusterDomain" $c.clusterDomain
   "leaderElection" (dict
     "enabled" $c.leaderElection.enabled

@@ -102,6 +102,12 @@ function volumesOf(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): [V1Vo
   return [volumes, mounts];
 }
 
+/** Whole cores as "2", a share of them in millicores ("500m"). */
+function cpuRequest(cpus: number, percent: number): string {
+  const milli = Math.max(1, Math.round(cpus * percent * 10));
+  return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
+}
+
 /** A path as one sh word. */
 const shellWord = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
@@ -179,7 +185,7 @@ export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions):
       failureThreshold: 3,
     },
     resources: {
-      requests: { cpu: String(spec.resources.cpus), memory, ...kvm },
+      requests: { cpu: cpuRequest(spec.resources.cpus, agent.cpuRequestPercent), memory, ...kvm },
       limits: { memory, ...kvm },
     },
     securityContext: {

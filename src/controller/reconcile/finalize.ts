@@ -4,6 +4,7 @@
  * Service and the Secret it owns are removed and the finalizer let go.
  * Objects of its names that are not its own are left alone.
  */
+import type { V1Pod } from "@kubernetes/client-node";
 import { FINALIZER, type Emulator } from "../crd/types.js";
 import { isNotFound, orNotFound } from "../kube/errors.js";
 import { isOwnedBy, ownerOf, podName, secretName, serviceName } from "../objects/names.js";
@@ -16,13 +17,49 @@ export function ignoreNotFound(err: unknown): void {
   if (!isNotFound(err)) throw err;
 }
 
-export async function deletePodOf(d: ReconcileDeps, m: { namespace?: string; name?: string; uid?: string }) {
-  await d.api
-    .deletePod(m.namespace ?? "", m.name ?? "", m.uid ?? "", d.options.agent.stopGraceSec + 15)
-    .catch(ignoreNotFound);
+export async function deletePodOf(
+  d: ReconcileDeps,
+  m: { namespace?: string; name?: string; uid?: string },
+  graceSec = d.options.agent.stopGraceSec + 15,
+) {
+  await d.api.deletePod(m.namespace ?? "", m.name ?? "", m.uid ?? "", graceSec).catch(ignoreNotFound);
 }
 
-export async function finalize(d: ReconcileDeps, emu: Emulator): Promise<ReconcileResult> {
+/**
+ * A Pod being deleted that its kubelet has not confirmed: how long until it is overdue (its
+ * deletionTimestamp is the end of its grace period), <= 0 once it is.
+ */
+export function overdueInMs(d: ReconcileDeps, pod: V1Pod, now: Date): number | undefined {
+  const end = pod.metadata?.deletionTimestamp;
+  if (!end) return undefined;
+  return new Date(end).getTime() + d.options.forceDeleteAfterSec * 1000 - now.getTime();
+}
+
+/**
+ * Waiting for a Pod to go: its delete event wakes the next reconcile; past its grace period and
+ * the force-delete bound, no kubelet will confirm it (a lost or NotReady node), so it is deleted
+ * without waiting and an Event says so. The VM may still run on that node until its kubelet is back.
+ */
+export async function awaitPodGone(
+  d: ReconcileDeps,
+  emu: Emulator,
+  pod: V1Pod,
+  now: Date,
+): Promise<ReconcileResult> {
+  const left = overdueInMs(d, pod, now);
+  if (left === undefined || left > 0)
+    return { requeueAfterMs: Math.min(SAFETY_NET_MS, Math.max(left ?? 0, 0) + 50) };
+  await deletePodOf(d, pod.metadata ?? {}, 0);
+  d.events.warning(
+    emu,
+    "ForceDeleted",
+    `Pod ${pod.metadata?.name} was not confirmed gone ${d.options.forceDeleteAfterSec} s after its grace period ` +
+      `(node ${pod.spec?.nodeName ?? "unknown"} lost or not ready): deleted without waiting; its VM may run there until the node is back`,
+  );
+  return { requeueAfterMs: SAFETY_NET_MS };
+}
+
+export async function finalize(d: ReconcileDeps, emu: Emulator, now: Date): Promise<ReconcileResult> {
   if (!(emu.metadata.finalizers ?? []).includes(FINALIZER)) return {};
   const owner = ownerOf(emu);
   const pods = podName(owner.name);
@@ -38,7 +75,9 @@ export async function finalize(d: ReconcileDeps, emu: Emulator): Promise<Reconci
       await d.api.replaceEmulatorStatus({ ...emu, status }).catch(ignoreNotFound);
     }
     // The Pod's delete event (the informer maps it to this Emulator) wakes the next step.
-    return { requeueAfterMs: SAFETY_NET_MS };
+    return pod.metadata?.deletionTimestamp
+      ? awaitPodGone(d, emu, pod, now)
+      : { requeueAfterMs: SAFETY_NET_MS };
   }
   const svcName = serviceName(owner.name);
   const svc =

@@ -30,7 +30,7 @@ import type { ControllerMetrics } from "../metrics/controller-metrics.js";
 import type { AgentReport } from "../agent/contract.js";
 import { isTrue } from "./conditions.js";
 import type { EventRecorder } from "./events.js";
-import { deletePodOf, finalize, SAFETY_NET_MS } from "./finalize.js";
+import { awaitPodGone, deletePodOf, finalize, SAFETY_NET_MS } from "./finalize.js";
 import { nextStatus, sameStatus, viewPod, type Observation } from "./observe.js";
 import { createOrAdopt, type Blocked } from "./owned.js";
 import { rejectionOf } from "./rejection.js";
@@ -87,7 +87,7 @@ export class Reconciler {
     }
     if (emu.metadata.deletionTimestamp) {
       this.rollout.settle(key);
-      return finalize(this.d, emu);
+      return finalize(this.d, emu, this.now());
     }
 
     if (!(emu.metadata.finalizers ?? []).includes(FINALIZER)) {
@@ -140,6 +140,13 @@ export class Reconciler {
     if (ready && !ensured.stale) this.rollout.settle(key);
     let requeue = ready && (known || report?.state === "ready") ? this.d.options.resyncSec * 1000 : POLL_MS;
     if (ensured.waiting) requeue = Math.min(requeue, ROLLOUT_RECHECK_MS);
+    // Ours and going away (replaced, or deleted by someone): its delete event brings the next
+    // reconcile, unless no kubelet is left to confirm it.
+    if (view.deleting)
+      requeue = Math.min(
+        requeue,
+        (await awaitPodGone(this.d, emu, ensured.pod, this.now())).requeueAfterMs ?? requeue,
+      );
     if (expiry !== undefined) requeue = Math.min(requeue, Math.max(expiry - this.now().getTime(), 0) + 50);
     return { requeueAfterMs: Math.min(requeue, result.requeueAfterMs ?? Infinity) };
   }
