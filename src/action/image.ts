@@ -2,14 +2,22 @@
  * The base image: a path on the runner, or a download (a URL, or a release
  * tag turned into the release asset's URL) kept in the runner's tool cache
  * (RUNNER_TOOL_CACHE, which persists on self-hosted runners). A download is
- * checked against the `image-sha256` input, else the release's `<url>.sha256`
- * when it has one; a mismatch fails the step and nothing is cached.
+ * checked against the `image-sha256` input, else the published `<url>.sha256`;
+ * a mismatch fails the step and nothing is cached. A release tag fails closed:
+ * without a published `.sha256` (and no image-sha256) the step fails. A plain
+ * URL without one is downloaded unverified, with a warning.
  */
 import { createHash } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import * as tc from "@actions/tool-cache";
-import { EngineError, releaseAssetUrl, sha256File, type Arch } from "../engine/index.js";
+import {
+  DEFAULT_RELEASE_BASE,
+  EngineError,
+  releaseAssetUrl,
+  sha256File,
+  type Arch,
+} from "../engine/index.js";
 import type { ImageSpec } from "./inputs.js";
 
 export const IMAGE_TOOL = "hexclave-emulator-image";
@@ -28,6 +36,9 @@ export interface ImageOptions {
   resolvedPath?: string | undefined;
   expectedSha256?: string | undefined;
   log(message: string): void;
+  warn?(message: string): void;
+  /** Where release tags are downloaded from (default: the project's GitHub releases). */
+  releaseBase?: string | undefined;
 }
 
 export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise<ImageChoice> {
@@ -57,16 +68,24 @@ export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise
       return { path, source: "path", message: `image ${path}` };
     }
     case "tag":
-      return download(releaseAssetUrl(spec.tag, opts.arch), opts);
+      return download(
+        releaseAssetUrl(spec.tag, opts.arch, opts.releaseBase ?? DEFAULT_RELEASE_BASE),
+        opts,
+        `release tag ${spec.tag}`,
+      );
     case "url":
       return download(spec.url, opts);
   }
 }
 
-/** The tool-cache version of a download: the URL and the expected checksum, hashed (semver-shaped). */
-export function toolVersion(url: string, expected: string | undefined): string {
+/**
+ * The tool-cache version of a download: the URL and the expected checksum,
+ * hashed (semver-shaped). An unverified download is kept apart, so a release
+ * tag (which must be verified) never finds one.
+ */
+export function toolVersion(url: string, expected: string | undefined, verified = true): string {
   const id = createHash("sha256")
-    .update(`${url}\n${expected ?? ""}`)
+    .update(`${url}\n${expected ?? ""}${verified ? "" : "\nunverified"}`)
     .digest("hex")
     .slice(0, 16);
   return `0.0.0-${id}`;
@@ -77,14 +96,33 @@ function fileNameOf(url: string, arch: Arch): string {
   return /^[\w.+-]+$/.test(name) ? name : `stack-emulator-${arch}.qcow2`;
 }
 
-async function download(url: string, opts: ImageOptions): Promise<ImageChoice> {
+/** `tag` names the release when the URL came from one: then a checksum is required. */
+async function download(url: string, opts: ImageOptions, tag?: string): Promise<ImageChoice> {
   const name = fileNameOf(url, opts.arch);
   const given = opts.expectedSha256;
-  const cachedDir = tc.find(IMAGE_TOOL, toolVersion(url, given), opts.arch);
-  if (cachedDir && existsSync(join(cachedDir, name))) {
-    return { path: join(cachedDir, name), source: "tool-cache", message: `image ${url} from the tool cache` };
+  for (const verified of tag ? [true] : [true, false]) {
+    const cachedDir = tc.find(IMAGE_TOOL, toolVersion(url, given, verified), opts.arch);
+    if (cachedDir && existsSync(join(cachedDir, name))) {
+      const how = verified ? "" : " (unverified: no checksum was published)";
+      return {
+        path: join(cachedDir, name),
+        source: "tool-cache",
+        message: `image ${url} from the tool cache${how}`,
+      };
+    }
   }
   const expected = given ?? (await publishedChecksum(url));
+  if (!expected && tag) {
+    throw new EngineError(
+      "CHECKSUM_INVALID",
+      `${tag} publishes no checksum (${url}.sha256 is missing), so its image cannot be verified`,
+      {
+        hint: "give the image's sha256 as the image-sha256 input, or use a release that publishes <asset>.sha256",
+      },
+    );
+  }
+  if (!expected)
+    opts.warn?.(`${url} publishes no .sha256 and no image-sha256 was given: the download is not verified`);
   opts.log(`downloading ${url}`);
   let file: string;
   try {
@@ -104,7 +142,7 @@ async function download(url: string, opts: ImageOptions): Promise<ImageChoice> {
         { hint: "the download is corrupt or the checksum is wrong: retry, or fix image-sha256" },
       );
     }
-    const dir = await tc.cacheFile(file, name, IMAGE_TOOL, toolVersion(url, given), opts.arch);
+    const dir = await tc.cacheFile(file, name, IMAGE_TOOL, toolVersion(url, given, !!expected), opts.arch);
     const how = expected ? `sha256 ${actual} verified` : `no checksum published (sha256 ${actual})`;
     return { path: join(dir, name), source: "download", message: `downloaded ${url}: ${how}` };
   } finally {

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { ConfigError, loadConfig, type ConfigOverrides, type FieldPath } from "../engine/index.js";
+import { SUFFIX_PATTERN } from "./cache-key.js";
 
 export const CACHE_MODES = ["actions", "local", "none"] as const;
 export const SAVE_ON = ["default-branch", "always", "never"] as const;
@@ -27,6 +28,12 @@ export interface ActionInputs {
   /** cache: local only; undefined = the engine's default home. */
   cacheDir?: string | undefined;
   saveOn: (typeof SAVE_ON)[number];
+  /** The default-branch input: names the default branch when the event payload does not. */
+  defaultBranch?: string | undefined;
+  /** cache-key-suffix: salts the Actions cache key. */
+  cacheKeySuffix?: string | undefined;
+  /** The resume-timeout input was given (else the Action scales the default with the accelerator). */
+  resumeTimeoutGiven: boolean;
   /** The job's status as the runner evaluates `${{ job.status }}` (success, failure, cancelled). */
   jobStatus: string;
   /** Emulator settings given as inputs, for loadConfig. */
@@ -49,8 +56,10 @@ export const OVERRIDE_NAMES: Partial<Record<FieldPath, string>> = {
   snapshot: "snapshot",
   rotation: "rotation",
   readyTimeoutSec: "ready-timeout",
+  snapshotReadyTimeoutSec: "resume-timeout",
   "hostShare.mode": "host-share",
   "hostShare.path": "host-share",
+  "hostShare.readOnly": "host-share-read-only",
   qemuBinary: "qemu",
   home: "cache-dir",
 };
@@ -70,6 +79,7 @@ const ENGINE_INPUTS: ReadonlyArray<readonly [string, keyof ConfigOverrides | `po
   ["snapshot", "snapshot"],
   ["rotation", "rotation"],
   ["ready-timeout", "readyTimeoutSec"],
+  ["resume-timeout", "snapshotReadyTimeoutSec"],
 ];
 
 const SOURCE = "action inputs";
@@ -108,6 +118,13 @@ const ActionSchema = z.object({
         message: "must be cwd, root (share /), none, or a directory path starting with /, ./, ../ or ~",
       },
     ),
+  "host-share-read-only": z.enum(["", "true", "false"], { message: "must be true or false" }),
+  "cache-key-suffix": z.string().refine((s) => s === "" || SUFFIX_PATTERN.test(s), {
+    message: "must be 1-64 letters, digits, dots or underscores (no dashes)",
+  }),
+  "default-branch": z.string().refine((s) => s === "" || /^[^\s~^:?*[\\]+$/.test(s), {
+    message: "must be a branch name (without refs/heads/)",
+  }),
 });
 
 const EXAMPLES: Record<string, string> = {
@@ -117,7 +134,10 @@ const EXAMPLES: Record<string, string> = {
   cache: "actions",
   "cache-dir": "/var/cache/hexclave-emulator",
   "save-on": "default-branch",
-  "host-share": "cwd",
+  "host-share": "none",
+  "host-share-read-only": "true",
+  "cache-key-suffix": "v2",
+  "default-branch": "main",
 };
 
 /** Every input the Action reads (action.yml declares exactly these). */
@@ -157,6 +177,16 @@ export function readActionInputs(get: (name: string) => string, opts: ReadInputs
     );
   }
   const img = raw.image ?? "";
+  if (img === "" && cache !== "local") {
+    problems.push(
+      `image="" (from ${SOURCE}): is required with cache: ${cache}: the emulator's own image directory is empty on a fresh runner; set image to a release tag (e.g. image: emulator-v1.4.0), an http(s):// URL or a path to stack-emulator-<arch>.qcow2 (or use cache: local with an image pulled into cache-dir)`,
+    );
+  }
+  if (raw["cache-key-suffix"] && cache !== "actions") {
+    problems.push(
+      `cache-key-suffix=${JSON.stringify(raw["cache-key-suffix"])} (from ${SOURCE}): only salts the Actions cache key (cache is "${cache}"); remove it or set cache: actions`,
+    );
+  }
   if (raw["image-sha256"] && (img === "" || imageSpec(img).kind === "path")) {
     problems.push(
       `image-sha256 (from ${SOURCE}): is only used when image is a URL or a release tag to download (image is ${JSON.stringify(img)})`,
@@ -172,12 +202,22 @@ export function readActionInputs(get: (name: string) => string, opts: ReadInputs
     else overrides[field] = value;
   }
   if (Object.keys(ports).length > 0) overrides.ports = ports;
+  // No share unless asked for (the workspace holds the checkout's token); a share is
+  // read-only unless host-share-read-only is false. HEXCLAVE_EMULATOR_HOST_SHARE still
+  // applies when the input is empty (and is reported as an environment override).
   const share = raw["host-share"] ?? "";
-  if (share !== "" && !problems.some((p) => p.startsWith("host-share="))) {
+  const readOnly = (raw["host-share-read-only"] || "true") === "true";
+  if (!problems.some((p) => p.startsWith("host-share="))) {
     const keyword = share.toLowerCase();
-    overrides.hostShare = ["cwd", "root", "none"].includes(keyword)
-      ? { mode: keyword }
-      : { mode: "path", path: share };
+    if (share === "") {
+      overrides.hostShare = opts.env.HEXCLAVE_EMULATOR_HOST_SHARE ? { readOnly } : { mode: "none" };
+    } else if (keyword === "none") {
+      overrides.hostShare = { mode: "none" };
+    } else {
+      overrides.hostShare = ["cwd", "root"].includes(keyword)
+        ? { mode: keyword, readOnly }
+        : { mode: "path", path: share, readOnly };
+    }
   }
   const image = imageSpec(raw.image ?? "");
   if (image.kind === "path") overrides.image = image.path;
@@ -211,6 +251,9 @@ export function readActionInputs(get: (name: string) => string, opts: ReadInputs
     cache: data.cache || "actions",
     cacheDir,
     saveOn: data["save-on"] || "default-branch",
+    defaultBranch: data["default-branch"] || undefined,
+    cacheKeySuffix: data["cache-key-suffix"] || undefined,
+    resumeTimeoutGiven: get("resume-timeout") !== "",
     jobStatus: get("job-status"),
     overrides: overrides as ConfigOverrides,
   };

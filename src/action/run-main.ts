@@ -2,7 +2,8 @@
  * The Action's main step: inputs → KVM, QEMU, image → snapshot cache restore
  * → engine start → outputs and summary. The logic lives here (the entry file
  * is one line), as actions/cache splits restoreImpl from its entry point; the
- * post step's state goes through a StateProvider.
+ * post step's state goes through a StateProvider, the cache through a
+ * CacheClient.
  *
  * The VM is launched detached by the engine and outlives this process; the
  * step exits as soon as the emulator is healthy (with earlyExit, like
@@ -16,29 +17,53 @@ import {
   EngineError,
   describeError,
   openSnapshotStore,
-  snapshotKeyFor,
+  resolveContext,
+  snapshotKeyOf,
   start,
   type EmulatorConfig,
+  type EngineContext,
+  type RotatedSecrets,
 } from "../engine/index.js";
+import type { CacheClient } from "./cache-client.js";
+import { cacheKeyOf } from "./cache-key.js";
+import { describeOverride, environmentOverrides, fieldsOf } from "./env-overrides.js";
 import { resolveImage } from "./image.js";
 import { readActionInputs, type ActionInputs } from "./inputs.js";
 import { ensureKvm, hostKvmDeps, type KvmDeps } from "./kvm.js";
 import { PhaseLog } from "./log.js";
 import { hostQemuDeps, resolveQemu } from "./qemu.js";
-import { setOutputs, writeFailureSummary, writeSummary, type CacheReport } from "./report.js";
-import { cacheArchivePath, emulatorConfig, runnerDirs } from "./runner.js";
-import { cacheKeyOf, restoreSnapshot, type RestoreOutcome } from "./snapshot-cache.js";
-import { ActionsStateProvider, saveEmulatorState, type StateProvider } from "./state.js";
+import {
+  setOutputs,
+  writeFailureSummary,
+  writeSummary,
+  type CacheReport,
+  type MainReport,
+} from "./report.js";
+import { cacheDirOf, emulatorConfig, runnerDirs } from "./runner.js";
+import { saveDecision } from "./save-policy.js";
+import { maskedSecrets } from "./secrets.js";
+import { restoreSnapshot, type RestoreOutcome } from "./snapshot-cache.js";
+import { ActionsStateProvider, saveEmulatorState, type EmulatorState, type StateProvider } from "./state.js";
 
 export interface MainOptions {
   state?: StateProvider;
   env?: NodeJS.ProcessEnv;
   kvm?: KvmDeps;
+  cache?: CacheClient;
   /** performance.now() at which the step started (default 0: the process's start). */
   startedAt?: number;
   /** Exit the process when done (the entry point's choice; tests leave it off). */
   earlyExit?: boolean;
 }
+
+/** The engine's post-resume health timeout by default (EMULATOR_SNAPSHOT_READY_TIMEOUT's default). */
+export const RESUME_TIMEOUT_SEC = 45;
+/** How much longer everything takes under TCG than under KVM/HVF. */
+export const TCG_SLOWDOWN = 4;
+
+/** The resume-timeout default for an accelerator: 45 s, times 4 under TCG. */
+export const resumeTimeoutFor = (accelerator: string): number =>
+  accelerator === "tcg" ? RESUME_TIMEOUT_SEC * TCG_SLOWDOWN : RESUME_TIMEOUT_SEC;
 
 export async function runMain(options: MainOptions = {}): Promise<void> {
   // Startup counts from the process's start (performance.now()'s origin), so
@@ -48,7 +73,7 @@ export async function runMain(options: MainOptions = {}): Promise<void> {
   const state = options.state ?? new ActionsStateProvider();
   const log = new PhaseLog();
   try {
-    await mainSteps({ env, state, log, t0, kvm: options.kvm });
+    await mainSteps({ env, state, log, t0, kvm: options.kvm, cache: options.cache });
   } catch (err) {
     const message = describeError(err);
     core.setFailed(message);
@@ -63,9 +88,10 @@ interface Ctx {
   log: PhaseLog;
   t0: number;
   kvm?: KvmDeps | undefined;
+  cache?: CacheClient | undefined;
 }
 
-async function mainSteps({ env, state, log, t0, kvm: kvmDeps }: Ctx): Promise<void> {
+async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: Ctx): Promise<void> {
   const cwd = process.cwd();
   const homeDir = homedir();
   const hostArch = process.arch;
@@ -76,6 +102,17 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps }: Ctx): Promise<vo
     homeDir,
     hostArch,
   });
+  // Made and masked before anything runs that could print one (the engine's
+  // events, an error, the guest's console in the post step's diagnostics).
+  const secrets = maskedSecrets((s) => core.setSecret(s));
+
+  // What the Action sets itself beats the environment as the inputs do.
+  const setHere = fieldsOf(inputs.overrides as Record<string, unknown>);
+  setHere.add("runDir");
+  if (inputs.cache !== "local" || inputs.cacheDir) setHere.add("home");
+  if (inputs.image.kind !== "default") setHere.add("image");
+  const envOverrides = environmentOverrides(env, setHere);
+  for (const o of envOverrides) log.info(`environment: ${describeOverride(o)}`);
 
   const kvm = await log.step("kvm", async () => {
     const r = await ensureKvm(kvmDeps ?? hostKvmDeps());
@@ -104,47 +141,93 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps }: Ctx): Promise<vo
       resolvedPath: inputs.image.kind === "path" ? draft.image : undefined,
       expectedSha256: inputs.imageSha256,
       log: (m) => log.info(m),
+      warn: (m) => log.warn(m),
     });
     log.info(c.message);
     return c;
   });
-  const config = emulatorConfig(inputs, dirs, { image: image.path, qemuBinary: qemu.binary }, env, hostArch);
-  const archive = cacheArchivePath(dirs);
-  const base = { config, cache: inputs.cache, saveOn: inputs.saveOn, archive, captured: false };
-  saveEmulatorState(state, { ...base, outcome: "starting" });
+  let config = emulatorConfig(inputs, dirs, { image: image.path, qemuBinary: qemu.binary }, env, hostArch);
+  // The host as the engine sees it (QEMU probed once; the snapshot key reuses it).
+  const engineCtx = await log.step("accelerator", async () => {
+    const ctx = await resolveContext(config);
+    log.info(`${ctx.accel.accelerator}: ${ctx.accel.reason}`);
+    return ctx;
+  });
+  const timeoutFromEnv = envOverrides.some((o) => o.used && o.fields.includes("snapshotReadyTimeoutSec"));
+  if (!inputs.resumeTimeoutGiven && !timeoutFromEnv) {
+    const sec = resumeTimeoutFor(engineCtx.accel.accelerator);
+    log.info(`resume-timeout ${sec} s (${engineCtx.accel.accelerator})`);
+    config = { ...config, snapshotReadyTimeoutSec: sec };
+  }
 
-  const { cache, snapshotKey, startConfig, fallbackReason, allowCapture } = await restore(
-    inputs,
+  const cacheDir = cacheDirOf(dirs);
+  const decision =
+    inputs.cache === "actions" ? saveDecision(inputs.saveOn, env, inputs.defaultBranch) : undefined;
+  const maySave = decision?.save ?? false;
+  const base: Omit<EmulatorState, "outcome" | "saveGeneration"> = {
     config,
-    archive,
-    log,
-  );
-  saveEmulatorState(state, { ...base, outcome: "starting", cacheKey: cache.cacheKey });
+    cache: inputs.cache,
+    saveOn: inputs.saveOn,
+    defaultBranch: inputs.defaultBranch,
+    cacheDir,
+    cacheKeySuffix: inputs.cacheKeySuffix,
+    captured: false,
+  };
+  saveEmulatorState(state, { ...base, outcome: "starting", saveGeneration: 1 });
+
+  const restored = await restore(inputs, config, engineCtx, cacheDir, log, maySave, client);
+  const { cache, snapshotKey, startConfig, fallbackReason, allowCapture, saveGeneration } = restored;
+  const keyed = { ...base, snapshotKey, cacheKey: cache.cacheKey, saveGeneration };
+  saveEmulatorState(state, { ...keyed, outcome: "starting" });
 
   let result;
   try {
-    result = await start(startConfig, log.sink, { allowCapture });
+    result = await start(startConfig, log.sink, { allowCapture, secrets });
   } catch (err) {
-    saveEmulatorState(state, { ...base, outcome: "failed", cacheKey: cache.cacheKey });
+    saveEmulatorState(state, { ...keyed, outcome: "failed" });
     throw err;
   }
-  // Nothing prints the key before setOutputs masks it (its first act).
-  const publishableKey = readKey(result.publishableKeyFile);
+  const live: RotatedSecrets = result.placeholderSecrets
+    ? {
+        publishableClientKey: readKey(result.publishableKeyFile),
+        secretServerKey: "",
+        superSecretAdminKey: "",
+        cronSecret: "",
+      }
+    : {
+        ...secrets,
+        publishableClientKey: readKey(result.publishableKeyFile) || secrets.publishableClientKey,
+      };
+  // A restored entry that did not resume: the post step captures the next generation.
+  const recapture = restored.restoredFromCache && result.bootMode === "cold" && maySave;
   saveEmulatorState(state, {
-    ...base,
+    ...keyed,
     outcome: "started",
-    snapshotKey: result.snapshotKey,
-    cacheKey: result.snapshotKey ? cacheKeyOf(result.snapshotKey) : cache.cacheKey,
+    snapshotKey: result.snapshotKey ?? snapshotKey,
     captured: result.captured,
+    recapture,
     bootMode: result.bootMode,
   });
   const startupMs = Math.round(performance.now() - t0);
-  const report = {
+  const saved: MainReport["saved"] =
+    inputs.cache !== "actions"
+      ? {
+          value: "false",
+          why: inputs.cache === "local" ? `snapshots stay in ${config.snapshotDir}` : "cache is none",
+        }
+      : !(result.captured || recapture)
+        ? { value: "false", why: "this job captured no snapshot (it resumed the cached one, or cold-booted)" }
+        : maySave
+          ? { value: "pending", why: `as ${cache.cacheKey ?? "?"} (${decision?.why ?? ""})` }
+          : { value: "false", why: decision?.why ?? "not saving" };
+  const report: MainReport = {
     result,
-    publishableKey,
+    secrets: live,
     snapshotKey,
     fallbackReason: fallbackReason ?? result.fallbackReason,
     cache,
+    saved,
+    envOverrides,
     kvm,
     qemuNote: qemu.message,
     imageNote: image.message,
@@ -165,92 +248,123 @@ interface Restored {
   cache: CacheReport;
   snapshotKey?: string | undefined;
   startConfig: EmulatorConfig;
-  /** False after an unusable cache entry: this job cold-boots instead of capturing. */
+  /** False after an unusable cache entry in a job that may not save: it cold-boots instead of capturing. */
   allowCapture?: boolean | undefined;
   fallbackReason?: string | undefined;
+  /** The generation a save of this job uses. */
+  saveGeneration: number;
+  /** The snapshot came from the Actions cache in this job. */
+  restoredFromCache: boolean;
 }
 
 /**
  * Bring the snapshot for this runner into the store when the cache has it.
- * A cached snapshot that turns out unusable means a cold boot this time (no
- * capture: that start would pay for a capture to save over an entry that
- * cannot be replaced anyway).
+ * A cached snapshot that turns out unusable means: capture a new one and
+ * save it as the next generation when this job may save; else a cold boot
+ * (no capture: it would not be saved).
  */
 async function restore(
   inputs: ActionInputs,
   config: EmulatorConfig,
-  archive: string,
+  engineCtx: EngineContext,
+  cacheDir: string,
   log: PhaseLog,
+  maySave: boolean,
+  client: CacheClient | undefined,
 ): Promise<Restored> {
   const mode = inputs.cache;
+  const plain = { startConfig: config, saveGeneration: 1, restoredFromCache: false };
   if (config.snapshot === "never") {
-    return { cache: { mode, hit: false, note: "not used (snapshot is never)" }, startConfig: config };
+    return { ...plain, cache: { mode, state: "off", note: "not used (snapshot is never)" } };
   }
-  if (mode === "none") {
-    return { cache: { mode, hit: false, note: "off (cache is none)" }, startConfig: config };
-  }
-  const { key: snapshotKey, cacheKey } = await log.step("snapshot-key", async () => {
-    const key = await snapshotKeyFor(config);
+  if (mode === "none") return { ...plain, cache: { mode, state: "off", note: "off (cache is none)" } };
+  const snapshotKey = await log.step("snapshot-key", async () => {
+    const { key } = await snapshotKeyOf(engineCtx);
     log.info(`snapshot key ${key}`);
-    return { key, cacheKey: cacheKeyOf(key) };
+    return key;
   });
   if (mode === "local") {
     const found = await openSnapshotStore(config.snapshotDir).usable(snapshotKey);
-    const note =
+    const [state, note]: [CacheReport["state"], string] =
       found.state === "usable"
-        ? `hit in ${config.snapshotDir}`
+        ? ["hit", `in ${config.snapshotDir}`]
         : found.state === "unusable"
-          ? `unusable in ${config.snapshotDir} (${found.reason}): this job sets it aside and cold-boots`
-          : `miss in ${config.snapshotDir} (this job captures one there)`;
-    const hit = found.state === "usable";
-    return { cache: { mode, hit, note, cacheKey }, snapshotKey, startConfig: config };
+          ? [
+              "unusable",
+              `unusable in ${config.snapshotDir} (${found.reason}): this job sets it aside and cold-boots`,
+            ]
+          : ["miss", `miss in ${config.snapshotDir} (this job captures one there)`];
+    return { ...plain, cache: { mode, state, note }, snapshotKey };
   }
+  const suffix = inputs.cacheKeySuffix;
   const outcome: RestoreOutcome = await log.step("cache-restore", () =>
-    restoreSnapshot({ snapshotKey, storeRoot: config.snapshotDir, archive, log }),
+    restoreSnapshot({ snapshotKey, suffix, storeRoot: config.snapshotDir, dir: cacheDir, log, client }),
   );
+  const keyFor = (g: number) => cacheKeyOf(snapshotKey, suffix, g);
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   switch (outcome.kind) {
     case "in-store":
       return {
-        cache: { mode, hit: true, note: "already in the store", cacheKey },
+        ...plain,
+        cache: { mode, state: "hit", note: "already in the store", cacheKey: keyFor(1) },
         snapshotKey,
-        startConfig: config,
       };
-    case "restored":
+    case "restored": {
+      const g = outcome.generation + 1;
       return {
+        ...plain,
+        restoredFromCache: true,
+        saveGeneration: g,
         cache: {
           mode,
-          hit: true,
-          note: `hit: restored ${(outcome.bytes / 1024 / 1024).toFixed(1)} MiB in ${secs(outcome.ms)}`,
-          cacheKey,
+          state: "hit",
+          note: `restored ${outcome.key} (${(outcome.bytes / 1024 / 1024).toFixed(1)} MiB) in ${secs(outcome.ms)}`,
+          cacheKey: keyFor(g),
         },
         snapshotKey,
-        startConfig: config,
       };
+    }
     case "miss":
       return {
+        ...plain,
+        cache: { mode, state: "miss", note: "miss: this job captures a snapshot", cacheKey: keyFor(1) },
+        snapshotKey,
+      };
+    case "unavailable":
+      return {
+        ...plain,
         cache: {
           mode,
-          hit: false,
-          note: outcome.warned ? `miss (${outcome.warned})` : "miss: this job captures a snapshot",
-          cacheKey,
+          state: "unavailable",
+          note: `${outcome.reason} (this job captures a snapshot)`,
+          cacheKey: keyFor(1),
         },
         snapshotKey,
-        startConfig: config,
       };
-    case "corrupt":
+    case "corrupt": {
       if (config.snapshot === "required") {
         throw new EngineError("SNAPSHOT_UNUSABLE", outcome.reason, {
-          hint: "snapshot is required and the cached one is unusable: use snapshot: auto, or a new cache key (change an input)",
+          hint: "snapshot is required and the cached one is unusable: use snapshot: auto once (a job on the default branch saves a new generation), or change cache-key-suffix",
         });
       }
-      return {
-        cache: { mode, hit: true, note: `hit, but unusable: ${outcome.reason}`, cacheKey },
-        snapshotKey,
-        startConfig: config,
-        allowCapture: false,
-        fallbackReason: `${outcome.reason}; cold boot without capture`,
+      const g = outcome.generation + 1;
+      const cache: CacheReport = {
+        mode,
+        state: "unusable",
+        note: maySave
+          ? `${outcome.reason}; this job captures a new snapshot and saves it as ${keyFor(g)}`
+          : `${outcome.reason}; cold boot (this job does not save, so it does not capture)`,
+        cacheKey: keyFor(g),
       };
+      return {
+        ...plain,
+        cache,
+        snapshotKey,
+        saveGeneration: g,
+        allowCapture: maySave,
+        fallbackReason: maySave ? outcome.reason : `${outcome.reason}; cold boot without capture`,
+      };
+    }
   }
 }
 

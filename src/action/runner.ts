@@ -37,9 +37,12 @@ export function runnerDirs(env: NodeJS.ProcessEnv, homeDir: string, cwd: string)
 /** The Action's own working area under RUNNER_TEMP. */
 export const actionTemp = (dirs: RunnerDirs): string => join(dirs.temp, "hexclave-emulator");
 
-/** Where the snapshot archive is packed for the Actions cache (its path is part of the cache version). */
-export const cacheArchivePath = (dirs: RunnerDirs): string =>
-  join(actionTemp(dirs), "cache", "snapshot.hxsnap");
+/**
+ * Where the snapshot archive is packed for the Actions cache. Only its
+ * name reaches @actions/cache (relative to this directory: see
+ * cache-client.ts), so the entry's version is the same on every runner.
+ */
+export const cacheDirOf = (dirs: RunnerDirs): string => join(actionTemp(dirs), "cache");
 
 export interface Resolved {
   image?: string | undefined;

@@ -1,25 +1,29 @@
 /**
  * Snapshots through the GitHub Actions cache. The cache key is the engine's
- * snapshot key, prefixed and versioned: a snapshot only ever resumes on a
- * runner whose every layout-relevant fact matches, so there are no restore
- * keys (a near match is useless). The cached file is the engine's snapshot
- * archive (packSnapshot: sparse-aware, zstd), packed in RUNNER_TEMP;
+ * snapshot key with a generation (see cache-key.ts); a restore asks for the
+ * newest generation. The cached file is the engine's snapshot archive
+ * (packSnapshot: sparse-aware, zstd), packed in the Action's cache
+ * directory under a fixed relative name (see cache-client.ts: the entry's
+ * version must not depend on where the runner keeps its temp directory);
  * unpackSnapshot verifies every checksum before publishing into the store.
  *
- * The cache is optional: every failure of the service or of the transfer is
- * a warning and a miss, never a failed job. Entries are immutable, and only
- * a snapshot this job captured is ever saved, so a damaged restore can never
- * be written back over the good entry.
+ * The cache is optional: a failing service is a warning and, for a restore,
+ * a cold start that says it was an outage, not a miss. A save that loses the
+ * race to a matrix sibling is benign. Entries are immutable, and only a
+ * snapshot this job captured is ever saved.
  */
 import { mkdirSync, rmSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import * as cache from "@actions/cache";
+import { join } from "node:path";
 import { describeError, openSnapshotStore, packSnapshot, unpackSnapshot } from "../engine/index.js";
-
-/** Bump when the archive's meaning changes in a way the engine's key does not capture. */
-export const CACHE_KEY_PREFIX = "hexclave-emulator-v1-";
-
-export const cacheKeyOf = (snapshotKey: string): string => `${CACHE_KEY_PREFIX}${snapshotKey}`;
+import {
+  ARCHIVE_NAME,
+  actionsCache,
+  callCache,
+  restoreFailure,
+  saveVerdict,
+  type CacheClient,
+} from "./cache-client.js";
+import { cacheKeyOf, cacheKeyPrefix, generationOf } from "./cache-key.js";
 
 export interface Logger {
   info(message: string): void;
@@ -27,104 +31,126 @@ export interface Logger {
 }
 
 export type RestoreOutcome =
-  /** The store already had it (cache: local, or a rerun on the same machine). */
+  /** The store already had it (a rerun on the same machine). */
   | { kind: "in-store"; ms: number }
   /** Restored from the Actions cache and verified. */
-  | { kind: "restored"; ms: number; bytes: number }
-  /** No entry for the key (or the service did not answer: see warned). */
-  | { kind: "miss"; ms: number; warned?: string | undefined }
+  | { kind: "restored"; ms: number; bytes: number; key: string; generation: number }
+  /** No entry for the key. */
+  | { kind: "miss"; ms: number }
+  /** The cache service is not there or failed: said as such (a warning), not a miss. */
+  | { kind: "unavailable"; ms: number; reason: string }
   /** An entry was downloaded but is unusable (bad archive, bad checksums). */
-  | { kind: "corrupt"; ms: number; reason: string };
+  | { kind: "corrupt"; ms: number; reason: string; key: string; generation: number };
 
-export interface RestoreOptions {
+export interface CacheLocation {
   snapshotKey: string;
+  /** cache-key-suffix, if any. */
+  suffix?: string | undefined;
   storeRoot: string;
-  archive: string;
+  /** The Action's cache directory: the archive is <dir>/ARCHIVE_NAME. */
+  dir: string;
   log: Logger;
+  client?: CacheClient | undefined;
 }
 
-/** Fill the store with the snapshot for `snapshotKey` from the Actions cache, if it has one. */
-export async function restoreSnapshot(opts: RestoreOptions): Promise<RestoreOutcome> {
+const NOT_AVAILABLE = "the Actions cache service is not available to this step (no ACTIONS_RESULTS_URL)";
+
+/** Fill the store with the newest generation of `snapshotKey`'s entry, if the cache has one. */
+export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutcome> {
   const t0 = performance.now();
   const ms = () => Math.round(performance.now() - t0);
-  const key = cacheKeyOf(opts.snapshotKey);
+  const client = opts.client ?? actionsCache;
   if (await openSnapshotStore(opts.storeRoot).lookup(opts.snapshotKey)) return { kind: "in-store", ms: ms() };
-  if (!cache.isFeatureAvailable()) {
-    const warned = "the Actions cache service is not available to this step (no ACTIONS_RESULTS_URL)";
-    opts.log.warn(`${warned}: no snapshot restore`);
-    return { kind: "miss", ms: ms(), warned };
+  if (!client.isFeatureAvailable()) {
+    opts.log.warn(`${NOT_AVAILABLE}: no snapshot restore`);
+    return { kind: "unavailable", ms: ms(), reason: NOT_AVAILABLE };
   }
-  mkdirSync(dirname(opts.archive), { recursive: true });
-  rmSync(opts.archive, { force: true });
+  const prefix = cacheKeyPrefix(opts.snapshotKey, opts.suffix);
+  const archive = join(opts.dir, ARCHIVE_NAME);
+  mkdirSync(opts.dir, { recursive: true });
+  rmSync(archive, { force: true });
   try {
     let matched: string | undefined;
+    let failure: string | undefined;
     try {
-      matched = await cache.restoreCache([opts.archive], key, [], {}, false);
+      // The primary key is the bare prefix, which no entry has: the prefix
+      // lookup then answers with the newest generation.
+      const r = await callCache(opts.dir, () => client.restoreCache([ARCHIVE_NAME], prefix, [prefix]));
+      matched = r.value;
+      failure = restoreFailure(r.messages);
     } catch (err) {
-      const warned = `restoring ${key} from the Actions cache failed: ${describeError(err)}`;
-      opts.log.warn(warned);
-      return { kind: "miss", ms: ms(), warned };
+      failure = describeError(err);
     }
-    if (matched !== key) return { kind: "miss", ms: ms() };
+    if (failure !== undefined && matched === undefined) {
+      const reason = `the Actions cache service failed (${failure}): this is an outage, not a miss`;
+      opts.log.warn(reason);
+      return { kind: "unavailable", ms: ms(), reason };
+    }
+    const generation = matched === undefined ? undefined : generationOf(matched, prefix);
+    if (matched === undefined || generation === undefined) return { kind: "miss", ms: ms() };
     let bytes = 0;
     try {
-      bytes = statSync(opts.archive).size;
-      await unpackSnapshot(opts.archive, join(opts.storeRoot, opts.snapshotKey));
+      bytes = statSync(archive).size;
+      await unpackSnapshot(archive, join(opts.storeRoot, opts.snapshotKey));
     } catch (err) {
-      const reason = `the cached snapshot ${key} is unusable: ${describeError(err)}`;
+      const reason = `the cached snapshot ${matched} is unusable: ${describeError(err)}`;
       opts.log.warn(reason);
-      return { kind: "corrupt", ms: ms(), reason };
+      return { kind: "corrupt", ms: ms(), reason, key: matched, generation };
     }
-    return { kind: "restored", ms: ms(), bytes };
+    return { kind: "restored", ms: ms(), bytes, key: matched, generation };
   } finally {
-    rmSync(opts.archive, { force: true });
+    rmSync(archive, { force: true });
   }
 }
 
 export type SaveOutcome =
-  | { kind: "saved"; ms: number; bytes: number; entryId: number }
-  | { kind: "not-saved"; ms: number; reason: string };
+  | { kind: "saved"; ms: number; bytes: number; entryId: number; key: string }
+  /** A matrix sibling saved this key first: nothing lost. */
+  | { kind: "lost-race"; ms: number; key: string; reason: string }
+  | { kind: "not-saved"; ms: number; reason: string; outage: boolean };
 
-export interface SaveOptions {
-  snapshotKey: string;
-  storeRoot: string;
-  archive: string;
-  log: Logger;
-}
-
-/** Pack the store's snapshot for `snapshotKey` and save it under its cache key. */
-export async function saveSnapshot(opts: SaveOptions): Promise<SaveOutcome> {
+/** Pack the store's snapshot for `snapshotKey` and save it as generation `generation`. */
+export async function saveSnapshot(opts: CacheLocation & { generation: number }): Promise<SaveOutcome> {
   const t0 = performance.now();
   const ms = () => Math.round(performance.now() - t0);
-  const key = cacheKeyOf(opts.snapshotKey);
-  const notSaved = (reason: string): SaveOutcome => {
+  const client = opts.client ?? actionsCache;
+  const key = cacheKeyOf(opts.snapshotKey, opts.suffix, opts.generation);
+  const notSaved = (reason: string, outage: boolean): SaveOutcome => {
     opts.log.warn(`the snapshot was not saved to the Actions cache: ${reason}`);
-    return { kind: "not-saved", ms: ms(), reason };
+    return { kind: "not-saved", ms: ms(), reason, outage };
   };
-  if (!cache.isFeatureAvailable()) {
-    return notSaved("the Actions cache service is not available to this step (no ACTIONS_RESULTS_URL)");
-  }
+  if (!client.isFeatureAvailable()) return notSaved(NOT_AVAILABLE, true);
   const snapshot = await openSnapshotStore(opts.storeRoot).lookup(opts.snapshotKey);
-  if (!snapshot) return notSaved(`snapshot ${opts.snapshotKey} is no longer in the store`);
-  mkdirSync(dirname(opts.archive), { recursive: true });
+  if (!snapshot) return notSaved(`snapshot ${opts.snapshotKey} is no longer in the store`, false);
+  const archive = join(opts.dir, ARCHIVE_NAME);
+  mkdirSync(opts.dir, { recursive: true });
   try {
-    const packed = await packSnapshot(snapshot.dir, opts.archive);
+    let packed;
+    try {
+      packed = await packSnapshot(snapshot.dir, archive);
+    } catch (err) {
+      return notSaved(`packing failed: ${describeError(err)}`, false);
+    }
     opts.log.info(
       `packed ${opts.snapshotKey}: ${mib(packed.apparentBytes)} apparent, ${mib(packed.dataBytes)} data, ${mib(packed.compressedBytes)} archive in ${(packed.ms / 1000).toFixed(1)} s`,
     );
     let entryId: number;
+    let messages;
     try {
-      entryId = await cache.saveCache([opts.archive], key, {}, false);
+      ({ value: entryId, messages } = await callCache(opts.dir, () => client.saveCache([ARCHIVE_NAME], key)));
     } catch (err) {
-      return notSaved(describeError(err));
+      return notSaved(`the Actions cache service failed: ${describeError(err)}`, true);
     }
-    // saveCache reports its own failures (reserve, upload, finalize) and returns -1.
-    if (entryId <= 0) return notSaved(`the cache service did not take ${key} (see above)`);
-    return { kind: "saved", ms: ms(), bytes: packed.compressedBytes, entryId };
-  } catch (err) {
-    return notSaved(`packing failed: ${describeError(err)}`);
+    const verdict = saveVerdict(entryId, messages);
+    if (verdict.kind === "lost-race") {
+      opts.log.info(`another job saved ${key} first (${verdict.message}): nothing to do`);
+      return { kind: "lost-race", ms: ms(), key, reason: verdict.message };
+    }
+    if (verdict.kind === "outage")
+      return notSaved(`the Actions cache service failed: ${verdict.message}`, true);
+    return { kind: "saved", ms: ms(), bytes: packed.compressedBytes, entryId, key };
   } finally {
-    rmSync(opts.archive, { force: true });
+    rmSync(archive, { force: true });
   }
 }
 

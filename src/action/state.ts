@@ -41,11 +41,21 @@ export const EmulatorState = z.object({
   config: EmulatorConfig,
   cache: z.enum(CACHE_MODES),
   saveOn: z.enum(SAVE_ON),
-  archive: z.string(),
+  defaultBranch: z.string().optional(),
+  /** The Action's cache directory (the archive is packed there under a fixed name). */
+  cacheDir: z.string(),
+  cacheKeySuffix: z.string().optional(),
   snapshotKey: z.string().optional(),
+  /** The key a save uses: the generation after the one restored (1 when none was). */
   cacheKey: z.string().optional(),
+  saveGeneration: z.number().int().positive(),
   /** This job captured the snapshot (it was not restored): only then may post save it. */
   captured: z.boolean(),
+  /**
+   * The restored entry did not resume: the post step captures a fresh
+   * snapshot and saves it as the next generation (when save-on allows).
+   */
+  recapture: z.boolean().optional(),
   bootMode: z.enum(["resume", "cold"]).optional(),
 });
 export type EmulatorState = z.infer<typeof EmulatorState>;

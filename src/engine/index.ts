@@ -26,13 +26,16 @@ export {
   type ServiceName,
 } from "./config/index.js";
 export { DEFAULTS } from "./config/defaults.js";
+// For the Action: which environment variables the engine reads (its summary lists
+// those that applied).
+export { ENV_VARS, type EnvVar } from "./config/index.js";
 
 // Events and errors.
 export { Phases, silent, type EngineEvent, type EventSink, type SkippedStep } from "./lifecycle/events.js";
 export { ConfigError, EngineError, TimeoutError, describeError } from "./errors.js";
 
 // The snapshot key and store, and moving snapshots between machines.
-export { snapshotKeyFor } from "./lifecycle/snapshot-key.js";
+export { snapshotKeyFor, keyOf as snapshotKeyOf } from "./lifecycle/snapshot-key.js";
 export {
   openSnapshotStore,
   packSnapshot,

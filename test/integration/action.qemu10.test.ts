@@ -1,14 +1,17 @@
 /**
  * The bundled Action (dist/) run the way the runner runs it, against real
  * QEMU 10, the test guest and a local Actions cache service spoken to by the
- * real @actions/cache: job 1 misses, captures and saves; job 2 (fresh
- * RUNNER_TEMP, so a fresh store) restores and resumes; a damaged cache entry
- * falls back to a cold boot and is not saved over; a failing cache service
- * only warns; a runner without /dev/kvm says tcg and why; the post step of a
- * failed job prints diagnostics.
+ * real @actions/cache: job 1 misses, captures and saves generation 1; job 2,
+ * on a runner laid out elsewhere (other RUNNER_TEMP and GITHUB_WORKSPACE, as
+ * a container job or a self-hosted runner) and on Node 24, restores and
+ * resumes the same entry; a damaged entry makes a pull request cold-boot
+ * (no capture, no save) and the next default-branch job capture and save
+ * generation 2, which later jobs get; a failing cache service is an outage,
+ * not a miss; a runner without /dev/kvm says tcg and why; the post step of a
+ * failed job prints diagnostics. The four secrets are masked everywhere.
  */
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,10 +22,13 @@ import { isAlive, readPidFile } from "../../src/engine/qemu/process.js";
 import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
 import { stopVm } from "../../src/engine/lifecycle/stop.js";
 import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
+import { ARCHIVE_NAME, callCache } from "../../src/action/cache-client.js";
+import { restoreSnapshot } from "../../src/action/snapshot-cache.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 import {
   annotations,
   newJob,
+  node24,
   runStep,
   type RunnerJob,
   type StepOptions,
@@ -48,13 +54,38 @@ const qemuRunning = (job: RunnerJob) => {
   return pid !== undefined && isAlive(pid);
 };
 
+const SECRET_OUTPUTS = [
+  "publishable-client-key",
+  "secret-server-key",
+  "super-secret-admin-key",
+  "cron-secret",
+];
+
 /** The secret is masked (::add-mask::) and appears nowhere else in the step's output. */
 function expectMasked(step: StepResult, secret: string): void {
+  expect(secret).toMatch(/^[0-9a-f]{64}$/);
   const lines = step.stdout.split("\n");
   expect(lines).toContain(`::add-mask::${secret}`);
   const leaks = lines.filter((l) => l !== `::add-mask::${secret}` && l.includes(secret));
   expect(leaks).toEqual([]);
   expect(step.stderr).not.toContain(secret);
+  expect(step.summary).not.toContain(secret);
+}
+
+/** All four secrets of a main step are masked before anything prints them; later steps never show them. */
+function expectAllMasked(main: StepResult, ...later: StepResult[]): void {
+  const secrets = SECRET_OUTPUTS.map((name) => main.outputs[name] ?? "");
+  expect(new Set(secrets).size).toBe(4);
+  const firstMask = main.stdout.split("\n").findIndex((l) => l.startsWith("::add-mask::"));
+  expect(main.stdout.split("\n").slice(0, firstMask).join("\n")).not.toContain("::group::");
+  for (const secret of secrets) {
+    expectMasked(main, secret);
+    for (const step of later) {
+      expect(step.stdout).not.toContain(secret);
+      expect(step.stderr).not.toContain(secret);
+      expect(step.summary).not.toContain(secret);
+    }
+  }
 }
 
 /**
@@ -127,7 +158,7 @@ for (const target of targets) {
     });
 
     afterAll(async () => {
-      for (const job of ["runner", "job4", "job5", "job6"]) {
+      for (const job of ["runner", "runner-2", "job4", "job5", "job6"]) {
         const dir = join(root, job, "work", "_temp", "hexclave-emulator", "run");
         await stopVm(runPaths(dir), 5).catch(() => undefined);
       }
@@ -137,9 +168,11 @@ for (const target of targets) {
       rmSync(root, { recursive: true, force: true });
     });
 
-    // The two-job scenario: one runner root, so RUNNER_TEMP has the same path
-    // in both jobs (it is part of the cache version) and the tool cache persists.
+    // Job 1 and job 3 on one runner root; job 2 on another (other RUNNER_TEMP and
+    // GITHUB_WORKSPACE: the cache entry's version must not depend on them), sharing
+    // the first one's tool cache.
     const runner = () => join(root, "runner");
+    const otherRunner = () => join(root, "runner-2");
 
     /**
      * A job's main step, the checks on it while the VM runs, then its post
@@ -185,7 +218,7 @@ for (const target of targets) {
           qemuUpAfterMain = qemuRunning(job);
           createCallsBeforePost = server.calls.filter((c) => c.op === "CreateCacheEntry").length;
         });
-        const cacheKey = `hexclave-emulator-v1-${main.outputs["snapshot-key"] ?? ""}`;
+        const cacheKey = main.outputs["cache-key"] ?? "";
         return { job, main, post, qemuUpAfterMain, createCallsBeforePost, cacheKey };
       })());
     /** The key of the snapshot job 1 saved to the cache (job 1 is run if it has not been). */
@@ -200,6 +233,9 @@ for (const target of targets) {
       const { job, main, post, qemuUpAfterMain, createCallsBeforePost, cacheKey } = await ensureFirstJob();
       expect(main.code, main.stdout).toBe(0);
       expect(main.outputs["cache-hit"]).toBe("false");
+      expect(main.outputs["cache-state"]).toBe("miss");
+      expect(main.outputs["saved"]).toBe("pending");
+      expect(cacheKey).toBe(`hexclave-emulator-v2-${main.outputs["snapshot-key"] ?? ""}-g1`);
       expect(main.outputs["boot-mode"]).toBe("resume");
       expect(main.outputs["fallback-reason"]).toBe("");
       expect(main.outputs["qemu-version"]).toMatch(/^10\./);
@@ -209,7 +245,8 @@ for (const target of targets) {
       expect(main.stdout).toMatch(/sha256 [0-9a-f]{64} verified/);
       expect(main.stdout).toContain("::group::capture-boot");
       expect(main.summary).toContain("Phase timings");
-      expectMasked(main, main.outputs["publishable-client-key"] ?? "");
+      expectAllMasked(main, post);
+      expect(main.stdout).toContain("resume-timeout 180 s (tcg)");
       measured.job1 = {
         startupSeconds: main.outputs["startup-seconds"] ?? "",
         mainWallMs: main.ms,
@@ -224,103 +261,164 @@ for (const target of targets) {
       expect(post.stdout).toMatch(/stopped the VM \((agent|acpi)\)/);
       expect(post.stdout).toContain(`saving ${cacheKey}`);
       expect(annotations(post.stdout, "warning")).toEqual([]);
+      expect(post.outputs["saved"]).toBe("true");
+      expect(post.summary).toContain("Snapshot saved: <b>yes</b>");
       const entry = server.entries.find((e) => e.key === cacheKey);
       expect(entry?.finalized).toBe(true);
       expect(server.entryData(cacheKey)?.length).toBeGreaterThan(0);
     });
 
-    it("job 2: a fresh runner temp restores the snapshot, resumes, rotates; the outputs answer", async () => {
+    it("job 2: another runner layout, on Node 24, restores the same entry, resumes, rotates; the outputs answer", async () => {
       const cacheKey = await ensureSavedSnapshot();
       const before = server.calls.length;
-      const job = newJob(runner(), { env: server.clientEnv() });
-      const { post } = await runJob(job, { inputs }, async (main) => {
-        expect(main.code, main.stdout).toBe(0);
-        expect(main.outputs["cache-hit"]).toBe("true");
-        expect(main.outputs["boot-mode"]).toBe("resume");
-        expect(main.outputs["fallback-reason"]).toBe("");
-        expect(main.stdout).toContain("from the tool cache");
-        expect(main.stdout).toContain(`Cache hit for: ${cacheKey}`);
-        measured.job2 = {
-          startupSeconds: main.outputs["startup-seconds"] ?? "",
-          mainWallMs: main.ms,
-          phases: phasesOf(main),
-        };
-        const calls = server.calls.slice(before).map((c) => `${c.op} ${c.status}`);
-        expect(calls).toContain("blob:HEAD 200"); // the Azure SDK's download path
-
-        const pck = main.outputs["publishable-client-key"] ?? "";
-        expect(pck).toMatch(/^[0-9a-f]{64}$/);
-        expect(pck).not.toBe(PLACEHOLDER_PCK);
-        expectMasked(main, pck);
-        const backend = main.outputs["backend-url"] ?? "";
-        expect(backend).toBe("http://localhost:27401");
-        expect((await fetch(`${backend}/health?db=1`)).status).toBe(200);
-        expect((await fetch(`${main.outputs["dashboard-url"]}/handler/sign-in`)).status).toBe(200);
-        expect((await fetch(`${main.outputs["minio-url"]}/minio/health/live`)).status).toBe(200);
-        expect((await fetch(`${main.outputs["inbucket-url"]}/`)).status).toBe(200);
-        const fingerprint = (await (await fetch(`${backend}/internal/pck-fingerprint`)).text()).trim();
-        expect(fingerprint).toBe(sha256(pck));
-        expect(main.summary).toContain("resumed from a snapshot");
-        expect(main.summary).toContain(cacheKey);
+      const job = newJob(otherRunner(), {
+        env: { ...server.clientEnv(), RUNNER_TOOL_CACHE: join(runner(), "tool-cache") },
       });
+      expect(job.temp).not.toBe(join(runner(), "work", "_temp"));
+      const node = node24();
+      let mainStep: StepResult | undefined;
+      const { post } = await runJob(
+        job,
+        { inputs: { ...inputs, "host-share": "cwd" }, node },
+        async (main) => {
+          mainStep = main;
+          expect(main.code, main.stdout).toBe(0);
+          expect(main.outputs["cache-hit"]).toBe("true");
+          expect(main.outputs["cache-state"]).toBe("hit");
+          expect(main.outputs["saved"]).toBe("false");
+          expect(main.outputs["boot-mode"]).toBe("resume");
+          expect(main.outputs["fallback-reason"]).toBe("");
+          expect(main.stdout).toContain("from the tool cache");
+          expect(main.stdout).toContain(`Cache hit for restore-key: ${cacheKey}`);
+          measured.job2 = {
+            startupSeconds: main.outputs["startup-seconds"] ?? "",
+            mainWallMs: main.ms,
+            phases: phasesOf(main),
+          };
+          const calls = server.calls.slice(before).map((c) => `${c.op} ${c.status}`);
+          expect(calls).toContain("blob:HEAD 200"); // the Azure SDK's download path
+
+          const pck = main.outputs["publishable-client-key"] ?? "";
+          expect(pck).toMatch(/^[0-9a-f]{64}$/);
+          expect(pck).not.toBe(PLACEHOLDER_PCK);
+          expect(annotations(main.stdout, "warning")).toEqual([]);
+          const backend = main.outputs["backend-url"] ?? "";
+          expect(backend).toBe("http://localhost:27401");
+          expect((await fetch(`${backend}/health?db=1`)).status).toBe(200);
+          expect((await fetch(`${main.outputs["dashboard-url"]}/handler/sign-in`)).status).toBe(200);
+          expect((await fetch(`${main.outputs["minio-url"]}/minio/health/live`)).status).toBe(200);
+          expect((await fetch(`${main.outputs["inbucket-url"]}/`)).status).toBe(200);
+          const fingerprint = (await (await fetch(`${backend}/internal/pck-fingerprint`)).text()).trim();
+          expect(fingerprint).toBe(sha256(pck));
+          expect(main.summary).toContain("resumed from a snapshot");
+          expect(main.summary).toContain(`restored ${cacheKey}`);
+        },
+        { node },
+      );
       expect(post.code, post.stdout).toBe(0);
+      expectAllMasked(mainStep!, post);
       expect(qemuRunning(job)).toBe(false);
       expect(post.stdout).toContain("this job did not capture a snapshot");
       expect(server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
     });
 
-    it("job 3: a damaged cache entry falls back to a cold boot and is not saved over", async () => {
+    /** Runs `fn` with the cache service's environment in this process, for @actions/cache calls of the test's own. */
+    async function withCacheEnv<T>(job: RunnerJob, fn: () => Promise<T>): Promise<T> {
+      const env = { ...server.clientEnv(), RUNNER_TEMP: job.temp, GITHUB_WORKSPACE: job.workspace };
+      const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, env);
+      try {
+        return await fn();
+      } finally {
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
+    }
+
+    it("job 3: a damaged entry: a pull request cold-boots without saving; the next default-branch job saves generation 2, which later jobs get", async () => {
       const cacheKey = await ensureSavedSnapshot();
-      const job = newJob(runner(), { env: server.clientEnv() });
       const good = server.entryData(cacheKey)!;
       // Fetch the entry with @actions/cache as a job would, damage the archive in
       // the middle, and store that under the same key.
-      const archive = join(job.temp, "hexclave-emulator", "cache", "snapshot.hxsnap");
-      const restoreEnv = { ...server.clientEnv(), RUNNER_TEMP: job.temp, GITHUB_WORKSPACE: job.workspace };
-      const saved = Object.fromEntries(Object.keys(restoreEnv).map((k) => [k, process.env[k]]));
-      Object.assign(process.env, restoreEnv);
-      try {
-        expect(await cache.restoreCache([archive], cacheKey)).toBe(cacheKey);
+      const scratch = newJob(join(root, "scratch"));
+      const dir = join(scratch.temp, "hexclave-emulator", "cache");
+      mkdirSync(dir, { recursive: true });
+      await withCacheEnv(scratch, async () => {
+        const got = await callCache(dir, () => cache.restoreCache([ARCHIVE_NAME], cacheKey));
+        expect(got.value).toBe(cacheKey);
+        const archive = join(dir, ARCHIVE_NAME);
         const bytes = readFileSync(archive);
         for (let i = 0; i < 64; i++) {
           const at = Math.floor(bytes.length / 2) + i * 4099;
           bytes[at] = (bytes[at] ?? 0) ^ 0xff;
         }
         writeFileSync(archive, bytes);
-        expect(await cache.saveCache([archive], "scratch-damaged")).toBeGreaterThan(0);
-      } finally {
-        for (const [k, v] of Object.entries(saved)) {
-          if (v === undefined) delete process.env[k];
-          else process.env[k] = v;
-        }
-        rmSync(archive, { force: true });
-      }
+        expect(
+          (await callCache(dir, () => cache.saveCache([ARCHIVE_NAME], "scratch-damaged"))).value,
+        ).toBeGreaterThan(0);
+      });
       const damaged = server.entryData("scratch-damaged")!;
       server.replaceEntryData(cacheKey, damaged);
+      const g2 = cacheKey.replace(/-g1$/, "-g2");
 
-      const before = server.calls.length;
       try {
-        const { post } = await runJob(job, { inputs }, async (main) => {
+        // A pull request may not save: it cold-boots and leaves the entry alone.
+        const pr = newJob(runner(), { env: server.clientEnv(), ref: "refs/pull/1/merge" });
+        let before = server.calls.length;
+        const prJob = await runJob(pr, { inputs }, async (main) => {
           expect(main.code, main.stdout).toBe(0);
-          expect(main.outputs["cache-hit"]).toBe("true");
+          expect(main.outputs["cache-hit"]).toBe("false");
+          expect(main.outputs["cache-state"]).toBe("unusable");
           expect(main.outputs["boot-mode"]).toBe("cold");
-          expect(main.outputs["fallback-reason"]).toMatch(/unusable/);
+          expect(main.outputs["fallback-reason"]).toMatch(/unusable.*cold boot without capture/);
+          expect(main.outputs["saved"]).toBe("false");
           expect(annotations(main.stdout, "warning").join("\n")).toMatch(/is unusable/);
           expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
         });
-        expect(post.code, post.stdout).toBe(0);
-        expect(qemuRunning(job)).toBe(false);
+        expect(prJob.post.code, prJob.post.stdout).toBe(0);
+        expect(qemuRunning(pr)).toBe(false);
         expect(server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
         expect(server.entryData(cacheKey)?.equals(damaged)).toBe(true);
+
+        // The default branch may save: it captures anew and saves generation 2.
+        const onMain = newJob(runner(), { env: server.clientEnv() });
+        before = server.calls.length;
+        const mainJob = await runJob(onMain, { inputs }, (main) => {
+          expect(main.code, main.stdout).toBe(0);
+          expect(main.outputs["cache-state"]).toBe("unusable");
+          expect(main.outputs["boot-mode"]).toBe("resume");
+          expect(main.outputs["fallback-reason"]).toMatch(/unusable/);
+          expect(main.outputs["cache-key"]).toBe(g2);
+          expect(main.outputs["saved"]).toBe("pending");
+        });
+        expect(mainJob.post.code, mainJob.post.stdout).toBe(0);
+        expect(mainJob.post.stdout).toContain(`saving ${g2}`);
+        const created = server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry");
+        expect(created.map((c) => (c.detail as { key?: string }).key)).toEqual([g2]);
+        expect(server.entries.find((e) => e.key === g2)?.finalized).toBe(true);
+
+        // A later job's restore asks for the prefix and gets the newest generation.
+        const later = newJob(join(root, "scratch"));
+        const outcome = await withCacheEnv(later, () =>
+          restoreSnapshot({
+            snapshotKey: mainJob.main.outputs["snapshot-key"] ?? "",
+            storeRoot: join(later.temp, "store"),
+            dir: join(later.temp, "cache"),
+            log: { info: () => undefined, warn: () => undefined },
+          }),
+        );
+        expect(outcome).toMatchObject({ kind: "restored", generation: 2, key: g2 });
       } finally {
         server.replaceEntryData(cacheKey, good);
       }
     });
 
-    it("a cache service that fails (500s on restore, unreachable on save) only warns; the job succeeds", async () => {
+    it("a cache service that fails (rate-limited on restore, unreachable on save) is an outage, not a miss; the job succeeds", async () => {
       const job = newJob(join(root, "job4"), { env: server.clientEnv() });
       const failing = { ...inputs, ...ports(27410) };
-      server.fail = { twirp: 500 };
+      server.fail = { twirp: 429 };
       const unreachable = { ACTIONS_RESULTS_URL: "http://127.0.0.1:9/" };
       const { post } = await runJob(
         job,
@@ -329,8 +427,13 @@ for (const target of targets) {
           server.fail = {};
           expect(main.code, main.stdout).toBe(0);
           expect(main.outputs["cache-hit"]).toBe("false");
+          expect(main.outputs["cache-state"]).toBe("unavailable");
           expect(main.outputs["boot-mode"]).toBe("resume"); // captured, then resumed
-          expect(main.stdout).toContain("Failed to restore");
+          const warned = annotations(main.stdout, "warning").join("\n");
+          expect(warned).toContain("Failed to restore");
+          expect(warned).toContain("outage, not a miss");
+          expect(annotations(main.stdout, "error")).toEqual([]);
+          expect(main.summary).toContain("<b>unavailable</b>");
           expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
         },
         { env: unreachable },
@@ -338,7 +441,10 @@ for (const target of targets) {
       server.fail = {};
       expect(post.code, post.stdout).toBe(0);
       expect(qemuRunning(job)).toBe(false);
-      expect(annotations(post.stdout, "warning").join("\n")).toMatch(/not saved to the Actions cache/);
+      expect(annotations(post.stdout, "warning").join("\n")).toMatch(
+        /not saved to the Actions cache: the Actions cache service failed/,
+      );
+      expect(post.summary).toContain("Snapshot saved: <b>no</b> (the Actions cache service failed");
     });
 
     it("a runner without /dev/kvm runs under TCG and says why", async () => {
@@ -361,15 +467,17 @@ for (const target of targets) {
     it("the post step of a failed job prints the services' status and the serial log, then stops the VM", async () => {
       const job = newJob(join(root, "job6"), { env: server.clientEnv() });
       const failedInputs = { ...inputs, ...ports(27430), cache: "none", snapshot: "never" };
-      const { post } = await runJob(
+      const { main, post } = await runJob(
         job,
         { inputs: failedInputs },
-        (main) => {
-          expect(main.code, main.stdout).toBe(0);
+        (m) => {
+          expect(m.code, m.stdout).toBe(0);
         },
         { jobStatus: "failure" },
       );
       expect(post.code, post.stdout).toBe(0);
+      // The diagnostics (guest console, QEMU's log, status) show none of the four secrets.
+      expectAllMasked(main, post);
       expect(post.stdout).toContain("::group::Emulator diagnostics (the job's status is failure)");
       expect(post.stdout).toMatch(/✓ backend \(127\.0\.0\.1:27431 GET \/health\?db=1\)/);
       expect(post.stdout).toContain("serial.log (the guest's console) ---");

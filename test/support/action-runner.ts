@@ -8,11 +8,35 @@
  * directories at fixed paths (RUNNER_TEMP emptied at the start of each job,
  * as the runner does; the tool cache persists, as on a self-hosted runner).
  */
-import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isAlive, readPidFile, signal } from "../../src/engine/qemu/process.js";
-import { REPO_ROOT } from "./tools.js";
+import { CACHE_ROOT, REPO_ROOT } from "./tools.js";
+
+/**
+ * A Node 24 binary (action.yml says node24; the tests run the bundle on it
+ * as well as on the Node 20 that runs them): the npm registry's `node@24`
+ * package, installed once into the cache (CACHE_ROOT/node24), then reused.
+ */
+export function node24(): string {
+  const dir = join(CACHE_ROOT, "node24");
+  const bin = join(dir, "node_modules", ".bin", "node");
+  if (!existsSync(bin)) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(
+      "npm",
+      ["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", dir, "node@24"],
+      {
+        stdio: "inherit",
+        timeout: 300_000,
+      },
+    );
+  }
+  const version = execFileSync(bin, ["--version"], { encoding: "utf8" }).trim();
+  if (!version.startsWith("v24.")) throw new Error(`${bin} is ${version}, not Node 24`);
+  return bin;
+}
 
 /** Parses a file-command file: `name<<DELIM\nvalue\nDELIM` blocks and `name=value` lines; the last one wins. */
 export function parseFileCommands(text: string): Record<string, string> {
@@ -163,6 +187,8 @@ export interface StepOptions {
   jobStatus?: string;
   /** A command to run node under, e.g. ["unshare", "-m", "sh", "-c", "…", "--"]. */
   wrap?: string[];
+  /** The node binary (default: the one running the tests). */
+  node?: string;
   timeoutMs?: number;
 }
 
@@ -200,7 +226,7 @@ export async function runStep(
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value;
 
   const script = join(REPO_ROOT, "dist", entry, "index.js");
-  const [cmd, ...args] = [...(options.wrap ?? []), process.execPath, script];
+  const [cmd, ...args] = [...(options.wrap ?? []), options.node ?? process.execPath, script];
   const t0 = performance.now();
   const child = spawn(cmd!, args, { cwd: job.workspace, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";

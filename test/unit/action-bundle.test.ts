@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INPUT_NAMES } from "../../src/action/inputs.js";
 import { OUTPUT_NAMES } from "../../src/action/report.js";
-import { annotations, newJob, readActionYml, runStep } from "../support/action-runner.js";
+import { annotations, newJob, node24, readActionYml, runStep } from "../support/action-runner.js";
 import { REPO_ROOT } from "../support/tools.js";
 
 const main = join(REPO_ROOT, "dist/main/index.js");
@@ -62,10 +62,26 @@ describe("the bundled Action (dist/)", () => {
       });
     }
   });
+});
+
+const nodes: Array<[string, () => string]> = [
+  ["Node 20", () => process.execPath],
+  ["Node 24", node24],
+];
+
+describe.each(nodes)("the bundled Action on %s", (_label, nodeBinary) => {
+  let node = "";
+  beforeAll(() => {
+    node = nodeBinary();
+    expect(execFileSync(node, ["--version"], { encoding: "utf8" })).toMatch(
+      _label === "Node 24" ? /^v24\./ : /^v2\d\./,
+    );
+  }, 300_000);
 
   it("fails the step with one error that names every bad input and its fix", async () => {
     const job = newJob(tempRoot());
     const r = await runStep(job, "main", {
+      node,
       inputs: { ram: "lots", snapshot: "sometimes", cache: "s3", "backend-port": "0", "save-on": "friday" },
     });
     expect(r.code).toBe(1);
@@ -83,9 +99,19 @@ describe("the bundled Action (dist/)", () => {
     expect(r.summary).toContain("failed to start");
   });
 
+  it("fails at once, before the host steps, when image is empty with cache: actions", async () => {
+    const job = newJob(tempRoot());
+    const r = await runStep(job, "main", { node, inputs: {} });
+    expect(r.code).toBe(1);
+    const [error] = annotations(r.stdout, "error");
+    expect(error).toContain('image="" (from action inputs): is required with cache: actions');
+    expect(error).toContain("image: emulator-v1.4.0");
+    expect(r.stdout).not.toContain("::group::kvm");
+  });
+
   it("fails clearly when the image does not exist, after the host steps", async () => {
     const job = newJob(tempRoot());
-    const r = await runStep(job, "main", { inputs: { image: "./missing.qcow2", cache: "none" } });
+    const r = await runStep(job, "main", { node, inputs: { image: "./missing.qcow2", cache: "none" } });
     expect(r.code).toBe(1);
     expect(annotations(r.stdout, "error")[0]).toContain(
       `image ${job.workspace}/missing.qcow2 does not exist`,
@@ -93,9 +119,19 @@ describe("the bundled Action (dist/)", () => {
     expect(r.stdout).toContain("::group::kvm");
   });
 
+  it("lists the engine's environment variables the workflow set, and lets inputs win", async () => {
+    const job = newJob(tempRoot(), { env: { PORT_PREFIX: "91", EMULATOR_RAM: "2048" } });
+    const r = await runStep(job, "main", {
+      node,
+      inputs: { image: "./missing.qcow2", cache: "none", "port-prefix": "71" },
+    });
+    expect(r.stdout).toContain("environment: EMULATOR_RAM=2048 (ramMiB)");
+    expect(r.stdout).toContain("environment: PORT_PREFIX ignored (an input sets portPrefix)");
+  });
+
   it("has a post step that does nothing when the main step started nothing", async () => {
     const job = newJob(tempRoot());
-    const r = await runStep(job, "post", {});
+    const r = await runStep(job, "post", { node });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("nothing to stop");
   });

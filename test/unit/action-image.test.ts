@@ -70,9 +70,25 @@ describe("the image input", () => {
     expect(hits.length).toBe(before);
   });
 
-  it("accepts an image whose release publishes no checksum, and says so", async () => {
-    const r = await resolveImage({ kind: "url", url: `${base}/plain/stack-emulator-amd64.qcow2` }, opts());
+  it("accepts a plain URL that publishes no checksum, with a warning", async () => {
+    const warned: string[] = [];
+    const r = await resolveImage(
+      { kind: "url", url: `${base}/plain/stack-emulator-amd64.qcow2` },
+      { ...opts(), warn: (m: string) => warned.push(m) },
+    );
     expect(r.message).toContain("no checksum published");
+    expect(warned.join("\n")).toContain("not verified");
+  });
+
+  it("fails closed on a release tag that publishes no .sha256, unless image-sha256 is given", async () => {
+    const tagged = { kind: "tag" as const, tag: "plain" };
+    const e = await resolveImage(tagged, { ...opts(), releaseBase: base }).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(EngineError);
+    expect((e as EngineError).code).toBe("CHECKSUM_INVALID");
+    expect((e as EngineError).message).toContain("release tag plain publishes no checksum");
+    expect((e as EngineError).hint).toContain("image-sha256");
+    const ok = await resolveImage(tagged, { ...opts({ expectedSha256: digest }), releaseBase: base });
+    expect(ok.message).toContain(`sha256 ${digest} verified`);
   });
 
   it("fails on a checksum mismatch, from the release or from image-sha256, and caches nothing", async () => {

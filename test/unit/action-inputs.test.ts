@@ -17,15 +17,67 @@ function problemsOf(values: Record<string, string>): readonly string[] {
 }
 
 describe("the Action's inputs", () => {
-  it("are all optional: empty inputs mean the defaults", () => {
-    const i = readActionInputs(reader({}), opts);
+  it("are all optional but the image: empty inputs mean the defaults, and no host share", () => {
+    const i = readActionInputs(reader({ image: "emulator-v1.4.0" }), opts);
     expect(i).toMatchObject({
-      image: { kind: "default" },
+      image: { kind: "tag", tag: "emulator-v1.4.0" },
       qemu: "auto",
       cache: "actions",
       saveOn: "default-branch",
+      resumeTimeoutGiven: false,
     });
-    expect(i.overrides).toEqual({});
+    expect(i.overrides).toEqual({ hostShare: { mode: "none" } });
+    const local = readActionInputs(reader({ cache: "local" }), opts);
+    expect(local.image).toEqual({ kind: "default" });
+  });
+
+  it("fail early on an empty image with cache: actions or none, naming the input and the fix", () => {
+    for (const cache of ["", "actions", "none"]) {
+      const text = problemsOf({ cache }).join("\n");
+      expect(text).toContain('image="" (from action inputs): is required with cache:');
+      expect(text).toContain("image: emulator-v1.4.0");
+    }
+  });
+
+  it("share the host only when asked, read-only unless host-share-read-only is false", () => {
+    const read = (values: Record<string, string>, env: Record<string, string> = {}) =>
+      readActionInputs(reader({ image: "./i.qcow2", ...values }), { ...opts, env }).overrides.hostShare;
+    expect(read({})).toEqual({ mode: "none" });
+    expect(read({ "host-share": "cwd" })).toEqual({ mode: "cwd", readOnly: true });
+    expect(read({ "host-share": "cwd", "host-share-read-only": "false" })).toEqual({
+      mode: "cwd",
+      readOnly: false,
+    });
+    expect(read({ "host-share": "/srv/x" })).toEqual({ mode: "path", path: "/srv/x", readOnly: true });
+    // The engine's variable still applies when the input is empty (the summary lists it).
+    expect(read({}, { HEXCLAVE_EMULATOR_HOST_SHARE: "cwd" })).toEqual({ readOnly: true });
+    expect(problemsOf({ image: "./i.qcow2", "host-share-read-only": "yes" }).join("\n")).toContain(
+      'host-share-read-only="yes" (from action inputs): must be true or false',
+    );
+  });
+
+  it("check cache-key-suffix, default-branch and resume-timeout", () => {
+    const i = readActionInputs(
+      reader({
+        image: "./i.qcow2",
+        "cache-key-suffix": "v2",
+        "default-branch": "trunk",
+        "resume-timeout": "90",
+      }),
+      opts,
+    );
+    expect(i).toMatchObject({ cacheKeySuffix: "v2", defaultBranch: "trunk", resumeTimeoutGiven: true });
+    expect(i.overrides).toMatchObject({ snapshotReadyTimeoutSec: "90" });
+    const text = problemsOf({
+      image: "./i.qcow2",
+      "cache-key-suffix": "a-b",
+      "resume-timeout": "soon",
+    }).join("\n");
+    expect(text).toContain('cache-key-suffix="a-b" (from action inputs): must be 1-64 letters');
+    expect(text).toContain('resume-timeout="soon"');
+    expect(problemsOf({ cache: "local", "cache-key-suffix": "x" }).join("\n")).toContain(
+      "only salts the Actions cache key",
+    );
   });
 
   it("reject every bad input in one error, each with its input name, value, rule and an example", () => {
@@ -101,7 +153,7 @@ describe("the Action's inputs", () => {
       rotation: false,
       snapshot: "required",
       readyTimeoutSec: 99,
-      hostShare: { mode: "path", path: "/work/repo/src" },
+      hostShare: { mode: "path", path: "/work/repo/src", readOnly: true },
       image: "/work/repo/images/stack-emulator-amd64.qcow2",
       home: "/t/hexclave-emulator/home",
       runDir: "/t/hexclave-emulator/run",

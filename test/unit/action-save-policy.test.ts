@@ -46,6 +46,43 @@ describe("when a captured snapshot is saved", () => {
     );
   });
 
+  it("default-branch: a schedule run saves although its payload has no repository object", () => {
+    const schedule = event({ schedule: "17 3 * * *" });
+    const d = saveDecision("default-branch", {
+      GITHUB_EVENT_NAME: "schedule",
+      GITHUB_REF: "refs/heads/trunk",
+      GITHUB_EVENT_PATH: schedule,
+    });
+    expect(d.save).toBe(true);
+    expect(d.why).toContain("schedule");
+  });
+
+  it("default-branch: a workflow_dispatch run on the default branch saves, told the branch by the default-branch input", () => {
+    const dispatch = event({ inputs: {}, ref: "refs/heads/trunk" });
+    const env = {
+      GITHUB_EVENT_NAME: "workflow_dispatch",
+      GITHUB_REF: "refs/heads/trunk",
+      GITHUB_EVENT_PATH: dispatch,
+    };
+    expect(saveDecision("default-branch", env).save).toBe(false);
+    expect(saveDecision("default-branch", env).why).toContain("default-branch input");
+    expect(saveDecision("default-branch", env, "trunk")).toEqual({
+      save: true,
+      why: "refs/heads/trunk is the default branch (from the default-branch input)",
+    });
+    expect(saveDecision("default-branch", { ...env, GITHUB_REF: "refs/heads/feature" }, "trunk").save).toBe(
+      false,
+    );
+    // Without GITHUB_REF, GITHUB_REF_NAME names the branch.
+    expect(
+      saveDecision(
+        "default-branch",
+        { GITHUB_EVENT_NAME: "workflow_dispatch", GITHUB_REF_NAME: "trunk", GITHUB_REF_TYPE: "branch" },
+        "trunk",
+      ).save,
+    ).toBe(true);
+  });
+
   it("always and never mean what they say", () => {
     expect(saveDecision("always", { GITHUB_REF: "refs/pull/1/merge" }).save).toBe(true);
     expect(saveDecision("never", { GITHUB_REF: "refs/heads/trunk", GITHUB_EVENT_PATH: onMain }).save).toBe(

@@ -1,8 +1,9 @@
 /**
  * Snapshots through the Actions cache: the Action's adapter with the real
  * @actions/cache against the local cache service. Save → restore into a
- * fresh store; a damaged entry is refused (nothing published); a service that
- * is down only warns.
+ * fresh store on a runner laid out elsewhere; the newest generation wins; a
+ * damaged entry is refused (nothing published); a service that is down is an
+ * outage, not a miss; a lost save race is benign.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as cache from "@actions/cache";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cacheKeyOf, restoreSnapshot, saveSnapshot } from "../../src/action/snapshot-cache.js";
+import { restoreSnapshot, saveSnapshot, type CacheLocation } from "../../src/action/snapshot-cache.js";
+import { ARCHIVE_NAME, callCache, type CacheClient } from "../../src/action/cache-client.js";
+import { cacheKeyOf, cacheKeyPrefix, generationOf } from "../../src/action/cache-key.js";
 import {
   SNAPSHOT_FORMAT_VERSION,
   snapshotKey,
@@ -72,17 +75,27 @@ function logger() {
 describe("the snapshot cache adapter", () => {
   let root: string;
   let server: ActionsCacheServer;
-  let archive: string;
+  /** A runner's layout: its own RUNNER_TEMP, GITHUB_WORKSPACE and the Action's cache dir under its temp. */
+  const runner = (name: string) => {
+    const temp = join(root, name, "_temp");
+    const workspace = join(root, name, "repo", "repo");
+    mkdirSync(temp, { recursive: true });
+    mkdirSync(workspace, { recursive: true });
+    process.env.RUNNER_TEMP = temp;
+    process.env.GITHUB_WORKSPACE = workspace;
+    return { dir: join(temp, "hexclave-emulator", "cache"), workspace };
+  };
+  const at = (
+    name: string,
+    storeRoot: string,
+    log: CacheLocation["log"],
+    extra: Partial<CacheLocation> = {},
+  ): CacheLocation => ({ snapshotKey: KEY, storeRoot, dir: runner(name).dir, log, ...extra });
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "hxe-action-cache-"));
     server = await ActionsCacheServer.start();
     Object.assign(process.env, server.clientEnv());
-    process.env.RUNNER_TEMP = join(root, "temp");
-    process.env.GITHUB_WORKSPACE = join(root, "work");
-    mkdirSync(process.env.RUNNER_TEMP, { recursive: true });
-    mkdirSync(process.env.GITHUB_WORKSPACE, { recursive: true });
-    archive = join(root, "temp", "hexclave-emulator", "cache", "snapshot.hxsnap");
   });
   afterAll(async () => {
     await server.close();
@@ -93,35 +106,37 @@ describe("the snapshot cache adapter", () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  it("saves a captured snapshot under hexclave-emulator-v1-<key> and restores it, verified, into a fresh store", async () => {
+  it("saves generation 1 and restores it, verified, on a runner with another RUNNER_TEMP and GITHUB_WORKSPACE", async () => {
     const first = join(root, "store-1");
     await publish(first);
     const { log, lines } = logger();
-    const s = await saveSnapshot({ snapshotKey: KEY, storeRoot: first, archive, log });
+    const s = await saveSnapshot({ ...at("runner-a", first, log), generation: 1 });
     expect(s.kind).toBe("saved");
     expect(lines.warn).toEqual([]);
-    expect(server.entries.map((e) => e.key)).toEqual([`hexclave-emulator-v1-${KEY}`]);
-    expect(cacheKeyOf(KEY)).toBe(`hexclave-emulator-v1-${KEY}`);
+    expect(server.entries.map((e) => e.key)).toEqual([`hexclave-emulator-v2-${KEY}-g1`]);
+    expect(cacheKeyOf(KEY, undefined, 1)).toBe(`hexclave-emulator-v2-${KEY}-g1`);
 
+    // A container job (/__w/_temp) or a self-hosted runner elsewhere: other paths, same entry.
     const second = join(root, "store-2");
-    const r = await restoreSnapshot({ snapshotKey: KEY, storeRoot: second, archive, log });
-    expect(r.kind).toBe("restored");
+    const workspace = runner("elsewhere/deeper").workspace;
+    const r = await restoreSnapshot(at("elsewhere/deeper", second, log));
+    expect(r).toMatchObject({ kind: "restored", generation: 1, key: `hexclave-emulator-v2-${KEY}-g1` });
+    expect(process.env.GITHUB_WORKSPACE).toBe(workspace);
     const snap = await openSnapshotStore(second).lookup(KEY);
     expect(snap).toBeDefined();
     expect(await openSnapshotStore(second).verify(snap!, { deep: true })).toBeUndefined();
     expect(
       readFileSync(join(second, KEY, "device-state")).equals(readFileSync(join(first, KEY, "device-state"))),
     ).toBe(true);
+    // The entry's version is one string for every runner: the paths list is the fixed archive name.
+    const versions = new Set(server.entries.map((e) => e.version));
+    expect(versions.size).toBe(1);
+    expect(ARCHIVE_NAME).not.toContain("/");
   });
 
   it("does not ask the service when the store already has the snapshot", async () => {
     const before = server.calls.length;
-    const r = await restoreSnapshot({
-      snapshotKey: KEY,
-      storeRoot: join(root, "store-1"),
-      archive,
-      log: logger().log,
-    });
+    const r = await restoreSnapshot(at("runner-a", join(root, "store-1"), logger().log));
     expect(r.kind).toBe("in-store");
     expect(server.calls.length).toBe(before);
   });
@@ -129,26 +144,76 @@ describe("the snapshot cache adapter", () => {
   it("misses quietly when the cache has no entry for the key", async () => {
     const { log, lines } = logger();
     const other = KEY.replace(/.$/, (c) => (c === "0" ? "1" : "0"));
-    const r = await restoreSnapshot({ snapshotKey: other, storeRoot: join(root, "store-3"), archive, log });
+    const r = await restoreSnapshot({ ...at("runner-a", join(root, "store-3"), log), snapshotKey: other });
     expect(r.kind).toBe("miss");
     expect(lines.warn).toEqual([]);
   });
 
-  it("refuses a damaged entry and publishes nothing", async () => {
+  it("keeps a salted key (cache-key-suffix) apart from the plain one", async () => {
+    const r = await restoreSnapshot(
+      at("runner-a", join(root, "store-salted"), logger().log, { suffix: "v7" }),
+    );
+    expect(r.kind).toBe("miss");
+    expect(cacheKeyPrefix(KEY, "v7")).toBe(`hexclave-emulator-v2-${KEY}-sv7-g`);
+    expect(generationOf(`hexclave-emulator-v2-${KEY}-sv7-g3`, cacheKeyPrefix(KEY, "v7"))).toBe(3);
+    expect(generationOf(`hexclave-emulator-v2-${KEY}-sv7-g3`, cacheKeyPrefix(KEY))).toBeUndefined();
+  });
+
+  it("treats a lost save race (the key already exists) as benign, not as a failure", async () => {
+    const { log, lines } = logger();
+    const s = await saveSnapshot({ ...at("runner-b", join(root, "store-1"), log), generation: 1 });
+    expect(s.kind).toBe("lost-race");
+    expect(lines.warn).toEqual([]);
+    expect(lines.info.join("\n")).toContain("another job saved");
+  });
+
+  it("refuses a damaged entry and publishes nothing; the next generation is then the one restored", async () => {
     // A genuine @actions/cache entry whose snapshot archive is damaged in the middle.
+    const { dir } = runner("runner-c");
+    mkdirSync(dir, { recursive: true });
+    const archive = join(dir, ARCHIVE_NAME);
     await packSnapshot(join(root, "store-1", KEY), archive);
-    const bytes = readFileSync(archive);
+    const good = readFileSync(archive);
+    const bytes = Buffer.from(good);
     bytes.fill(0x5a, Math.floor(bytes.length / 2), Math.floor(bytes.length / 2) + 4096);
     writeFileSync(archive, bytes);
-    expect(await cache.saveCache([archive], "scratch")).toBeGreaterThan(0);
-    server.replaceEntryData(cacheKeyOf(KEY), server.entryData("scratch")!);
+    const scratch = await callCache(dir, () => cache.saveCache([ARCHIVE_NAME], "scratch"));
+    expect(scratch.value).toBeGreaterThan(0);
+    const g1 = cacheKeyOf(KEY, undefined, 1);
+    const healthy = server.entryData(g1)!;
+    server.replaceEntryData(g1, server.entryData("scratch")!);
 
     const store = join(root, "store-4");
     const { log, lines } = logger();
-    const r = await restoreSnapshot({ snapshotKey: KEY, storeRoot: store, archive, log });
-    expect(r.kind).toBe("corrupt");
+    const r = await restoreSnapshot(at("runner-c", store, log));
+    expect(r).toMatchObject({ kind: "corrupt", generation: 1 });
     expect(lines.warn.join("\n")).toContain("is unusable");
     expect(await openSnapshotStore(store).lookup(KEY)).toBeUndefined();
+
+    // A job that may save captured anew and saved generation 2: later jobs get it, not g1.
+    const s = await saveSnapshot({ ...at("runner-c", join(root, "store-1"), log), generation: 2 });
+    expect(s.kind).toBe("saved");
+    const later = await restoreSnapshot(at("runner-d", join(root, "store-5"), logger().log));
+    expect(later).toMatchObject({ kind: "restored", generation: 2 });
+    server.replaceEntryData(g1, healthy);
+  });
+
+  it("says a failing service is an outage (not a miss), for restore and for save", async () => {
+    const { log, lines } = logger();
+    // Rate limited: @actions/cache does not retry it (a 5xx is retried for half a minute).
+    server.fail = { twirp: 429 };
+    try {
+      const r = await restoreSnapshot(at("runner-e", join(root, "store-6"), log));
+      expect(r.kind).toBe("unavailable");
+      expect(lines.warn.join("\n")).toMatch(/outage, not a miss/);
+      const s = await saveSnapshot({ ...at("runner-e", join(root, "store-1"), log), generation: 9 });
+      expect(s).toMatchObject({ kind: "not-saved", outage: true });
+      expect(lines.warn.join("\n")).toContain(
+        "not saved to the Actions cache: the Actions cache service failed",
+      );
+    } finally {
+      server.fail = {};
+    }
   });
 
   it("warns and goes on when the service is unreachable, for restore and for save", async () => {
@@ -156,9 +221,9 @@ describe("the snapshot cache adapter", () => {
     process.env.ACTIONS_RESULTS_URL = "http://127.0.0.1:9/";
     try {
       const { log, lines } = logger();
-      const r = await restoreSnapshot({ snapshotKey: KEY, storeRoot: join(root, "store-5"), archive, log });
-      expect(r.kind).toBe("miss");
-      const s = await saveSnapshot({ snapshotKey: KEY, storeRoot: join(root, "store-1"), archive, log });
+      const r = await restoreSnapshot(at("runner-f", join(root, "store-7"), log));
+      expect(r.kind).toBe("unavailable");
+      const s = await saveSnapshot({ ...at("runner-f", join(root, "store-1"), log), generation: 9 });
       expect(s.kind).toBe("not-saved");
       expect(lines.warn.join("\n")).toContain("not saved to the Actions cache");
     } finally {
@@ -167,15 +232,14 @@ describe("the snapshot cache adapter", () => {
   });
 
   it("warns when no cache service is configured at all", async () => {
-    const url = process.env.ACTIONS_RESULTS_URL;
-    delete process.env.ACTIONS_RESULTS_URL;
-    try {
-      const { log, lines } = logger();
-      const r = await restoreSnapshot({ snapshotKey: KEY, storeRoot: join(root, "store-6"), archive, log });
-      expect(r).toMatchObject({ kind: "miss" });
-      expect(lines.warn[0]).toContain("not available");
-    } finally {
-      process.env.ACTIONS_RESULTS_URL = url;
-    }
+    const client: CacheClient = {
+      isFeatureAvailable: () => false,
+      restoreCache: () => Promise.reject(new Error("not called")),
+      saveCache: () => Promise.reject(new Error("not called")),
+    };
+    const { log, lines } = logger();
+    const r = await restoreSnapshot(at("runner-g", join(root, "store-8"), log, { client }));
+    expect(r).toMatchObject({ kind: "unavailable" });
+    expect(lines.warn[0]).toContain("not available");
   });
 });

@@ -14,6 +14,7 @@ import { run, spawnDetached } from "../exec.js";
 import { QmpClient } from "../qemu/qmp.js";
 import { QmpCommandError } from "../qemu/protocol-errors.js";
 import type { Accelerator, Arch } from "../qemu/argv.js";
+import { cpuFingerprint } from "./host.js";
 
 export interface QemuProbe {
   binary: string;
@@ -30,9 +31,11 @@ export interface QemuProbe {
    * qemu-system-aarch64 up to 10.0 at least. Absent means true.
    */
   vmgenid?: boolean;
+  /** Where it looks for BIOS and option ROMs (`-L help`), in search order. */
+  dataDirs?: string[];
 }
 
-const PROBE_FORMAT = 3;
+const PROBE_FORMAT = 4;
 
 /** `name` in each directory of PATH, in order; the first regular file wins. */
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
@@ -172,6 +175,7 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
         .map((l) => l.trim())
         .filter(Boolean);
       const { major, minor, micro } = version.qemu;
+      const dataDirs = await qemuDataDirs(binary);
       return {
         binary,
         version: { major, minor, micro },
@@ -182,6 +186,7 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
         kvmUsable: kvm.enabled,
         accelerators,
         vmgenid,
+        dataDirs,
       };
     } finally {
       await qmp.execute("quit").catch(() => undefined);
@@ -262,4 +267,82 @@ export function pickCpuModel(arch: Arch, accelerator: Accelerator, hostArch: Arc
   }
   if (arch === "amd64") return "Nehalem";
   return accelerator === "kvm" ? "host" : "cortex-a57";
+}
+
+/**
+ * Where this QEMU looks for its BIOS and option ROMs, in search order
+ * (`-L help`), e.g. /usr/share/qemu, /usr/share/seabios, /usr/lib/ipxe/qemu.
+ */
+export async function qemuDataDirs(binary: string): Promise<string[]> {
+  try {
+    const out = (await run(binary, ["-L", "help"], { timeoutMs: 15_000 })).stdout;
+    return out
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith("/"));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The ROM images a VM of ours may load (SeaBIOS, VGA BIOS, the NICs' iPXE
+ * ROMs, kvmvapic, the linuxboot/multiboot/pvh option ROMs): their contents
+ * are guest memory regions whose size and content a snapshot depends on.
+ * The first directory that has a name wins, as QEMU searches them.
+ */
+export const ROM_NAME =
+  /^(bios.*|vgabios.*|efi-.*|pxe-.*|kvmvapic|linuxboot.*|multiboot.*|pvh|sgabios|qboot)\.(bin|rom)$/;
+
+export function romFiles(dirs: readonly string[], list: (dir: string) => string[]): string[] {
+  const seen = new Map<string, string>();
+  for (const dir of dirs) {
+    for (const name of list(dir)
+      .filter((n) => ROM_NAME.test(n))
+      .sort()) {
+      if (!seen.has(name)) seen.set(name, join(dir, name));
+    }
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The features QEMU's named x86 models give the guest, as /proc/cpuinfo
+ * names them. Under KVM the guest sees the model's features that the host
+ * also has (QEMU drops the rest) and the host's vendor string; the host's
+ * other flags are invisible to it.
+ */
+const MODEL_FEATURES: Record<string, readonly string[]> = {
+  Nehalem: [
+    ...["fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca"],
+    ...["cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2"],
+    ...["pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lm", "syscall", "nx", "lahf_lm"],
+  ],
+};
+
+/**
+ * The CPU part of the snapshot key: what the guest sees. A named x86 model
+ * under KVM/HVF: the model, the host's vendor, and which of the model's
+ * features this host lacks (normally none), so every host that can run the
+ * model in full shares one key whatever else its CPU has. Anything else
+ * (TCG, arm64's `host`, a model not in the table) is host.ts's fingerprint.
+ */
+export function guestCpuFingerprint(accelerator: Accelerator, cpuModel: string, cpuinfo?: string): string {
+  const model = MODEL_FEATURES[cpuModel];
+  const text = cpuinfo ?? readCpuinfo();
+  if (accelerator === "tcg" || !model || !/^vendor_id\s*:/m.test(text)) {
+    return cpuFingerprint(accelerator, cpuModel, text).id;
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(text)?.[1]?.trim() ?? "";
+  const flags = new Set(field("flags").split(/\s+/));
+  const missing = model.filter((f) => !flags.has(f)).sort();
+  return `${accelerator}:${cpuModel}:${field("vendor_id") || "unknown"}:missing=${missing.join(",") || "none"}`;
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return "";
+  }
 }

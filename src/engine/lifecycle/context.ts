@@ -6,16 +6,11 @@
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
 import type { EmulatorConfig } from "../config/index.js";
-import {
-  chooseAccelerator,
-  cpuFingerprint,
-  detectHost,
-  type AcceleratorChoice,
-  type HostInfo,
-} from "../host/host.js";
+import { chooseAccelerator, detectHost, type AcceleratorChoice, type HostInfo } from "../host/host.js";
 import {
   findQemu,
   findQemuImg,
+  guestCpuFingerprint,
   pickCpuModel,
   pickMachineType,
   probeQemu,
@@ -85,7 +80,7 @@ export async function resolveContext(
     accel,
     machineType: pickMachineType(qemu, config.arch),
     cpuModel,
-    cpuFingerprint: cpuFingerprint(accel.accelerator, cpuModel).id,
+    cpuFingerprint: guestCpuFingerprint(accel.accelerator, cpuModel),
     strategy: chooseStrategy(config.strategy, qemu),
     firmware: findFirmware(config.arch, config.firmware, binary),
     paths: runPaths(config.runDir),

@@ -1,5 +1,8 @@
 /** The snapshot key of a context: everything that makes a snapshot valid. */
+import { createHash } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { imageDigest } from "../snapshot/image-digest.js";
+import { qemuDataDirs, romFiles } from "../host/probe.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey, type SnapshotKeyParts } from "../snapshot/key.js";
 import { layoutHash } from "../qemu/argv.js";
 import { resolveContext, type EngineContext } from "./context.js";
@@ -14,6 +17,8 @@ export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
     arch: c.arch,
     accelerator: ctx.accel.accelerator,
     qemuVersion: ctx.qemu.versionString,
+    qemuBuild: await qemuBuild(ctx),
+    romDigest: await romDigest(ctx),
     machineType: ctx.machineType,
     cpuModel: ctx.cpuModel,
     cpuFingerprint: ctx.cpuFingerprint,
@@ -26,6 +31,34 @@ export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
     hostPorts: { ...c.ports },
     portPrefix: String(c.portPrefix),
   };
+}
+
+/**
+ * The QEMU build: its package string (a distribution's rebuild always changes
+ * it, e.g. 1:8.2.2+ds-0ubuntu1.4 → …1.5), else, for a build of its own with
+ * none, the binary's sha256.
+ */
+async function qemuBuild(ctx: EngineContext): Promise<string> {
+  if (ctx.qemu.package) return ctx.qemu.package;
+  return `sha256:${await imageDigest(ctx.qemu.binary, { cacheDir: ctx.cacheDir })}`;
+}
+
+/** sha256 over the name and content digest of every ROM image QEMU would load (see probe.ts). */
+async function romDigest(ctx: EngineContext): Promise<string> {
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  const h = createHash("sha256");
+  const dirs = ctx.qemu.dataDirs ?? (await qemuDataDirs(ctx.qemu.binary));
+  for (const file of romFiles(dirs, list)) {
+    const digest = await imageDigest(file, { cacheDir: ctx.cacheDir }).catch(() => "unreadable");
+    h.update(`${file.slice(file.lastIndexOf("/") + 1)} ${digest}\n`);
+  }
+  return h.digest("hex");
 }
 
 export async function keyOf(ctx: EngineContext): Promise<{ key: string; parts: SnapshotKeyParts }> {

@@ -17,6 +17,18 @@ export const SnapshotKeyPartsSchema = z.strictObject({
   arch: z.string().min(1),
   accelerator: z.enum(["kvm", "hvf", "tcg"]),
   qemuVersion: z.string().min(1),
+  /**
+   * The QEMU build, not just x.y.z: its package string (e.g. "Debian
+   * 1:8.2.2+ds-0ubuntu1.4"), or the binary's sha256 when it has none.
+   * Optional so manifests made before it still parse (their keys simply
+   * never match again).
+   */
+  qemuBuild: z.string().min(1).optional(),
+  /** sha256 over the BIOS and option ROM images QEMU loads from its data directories (see probe.ts). */
+  romDigest: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
   /** Versioned machine type, e.g. "pc-q35-7.2" (never the "q35" alias). */
   machineType: z.string().min(1),
   cpuModel: z.string().min(1),
