@@ -11,6 +11,7 @@ import type {
   KubernetesListObject,
   KubernetesObject,
   V1Pod,
+  V1Secret,
   V1Service,
 } from "@kubernetes/client-node";
 import { realClock, type Clock } from "./clock.js";
@@ -73,6 +74,7 @@ export class EmulatorController {
   readonly emulators: ResilientInformer<KubernetesObject>;
   readonly pods: ResilientInformer<V1Pod>;
   readonly services: ResilientInformer<V1Service>;
+  readonly secrets: ResilientInformer<V1Secret> | undefined;
   readonly api: ControllerApi;
   readonly reconciler: Reconciler;
   private readonly elector: LeaderElector | undefined;
@@ -140,8 +142,23 @@ export class EmulatorController {
       () => this.api.listServices(ns, OWNED_SELECTOR),
       { ...backoff, labelSelector: OWNED_SELECTOR },
     );
+    // Only the Secrets' metadata is kept: the list drops their data, and so does the watch.
+    this.secrets = options.watchSecrets
+      ? new ResilientInformer<V1Secret>(
+          "secrets",
+          kc,
+          ns ? `/api/v1/namespaces/${ns}/secrets` : "/api/v1/secrets",
+          () => this.api.listSecrets(ns, OWNED_SELECTOR),
+          {
+            ...backoff,
+            labelSelector: OWNED_SELECTOR,
+            transform: (x) => ({ ...x, data: undefined, stringData: undefined }),
+          },
+        )
+      : undefined;
     this.emulators.onChange((_t, o) => this.queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`));
-    for (const inf of [this.pods, this.services] as ResilientInformer<V1Pod | V1Service>[]) {
+    const owned = [this.pods, this.services, ...(this.secrets ? [this.secrets] : [])];
+    for (const inf of owned as ResilientInformer<V1Pod | V1Service | V1Secret>[]) {
       inf.onChange((_t, o) => {
         const owner = ownerName(o.metadata);
         if (owner) this.queue.add(`${o.metadata?.namespace}/${owner}`);
@@ -180,7 +197,12 @@ export class EmulatorController {
   }
 
   synced(): boolean {
-    return this.emulators.hasSynced() && this.pods.hasSynced() && this.services.hasSynced();
+    return (
+      this.emulators.hasSynced() &&
+      this.pods.hasSynced() &&
+      this.services.hasSynced() &&
+      (this.secrets?.hasSynced() ?? true)
+    );
   }
 
   /** Starts the HTTP server and the informers, then campaigns (or runs at once without leader election). */
@@ -195,12 +217,9 @@ export class EmulatorController {
         json: { "/leader": () => ({ leader: this.leading, identity: this.options.identity }) },
       });
     }
-    await Promise.all([this.emulators.start(), this.pods.start(), this.services.start()]);
-    await Promise.all([
-      this.emulators.waitForSync(60_000),
-      this.pods.waitForSync(60_000),
-      this.services.waitForSync(60_000),
-    ]);
+    const informers = [this.emulators, this.pods, this.services, ...(this.secrets ? [this.secrets] : [])];
+    await Promise.all(informers.map((i) => i.start()));
+    await Promise.all(informers.map((i) => i.waitForSync(60_000)));
     if (!this.elector) {
       this.startWorkers();
       return;
@@ -230,7 +249,7 @@ export class EmulatorController {
     await this.electionRun;
     this.queue.shutDown();
     await Promise.all(this.workers);
-    await Promise.all([this.emulators.stop(), this.pods.stop(), this.services.stop()]);
+    await Promise.all([this.emulators.stop(), this.pods.stop(), this.services.stop(), this.secrets?.stop()]);
     await this.server?.close();
   }
 

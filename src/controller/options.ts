@@ -89,6 +89,12 @@ export const ControllerOptions = z.object({
    * kubelet confirms the deletion) is deleted without waiting (grace 0), with a Warning event.
    */
   forceDeleteAfterSec: z.number().int().min(0).default(60),
+  /**
+   * Watch the owned Secrets (needs list and watch on Secrets, rbac.ts): a deleted or replaced
+   * Secret wakes its Emulator at once. Without it, the change is found at the next reconcile
+   * (at the latest after resyncSec).
+   */
+  watchSecrets: z.boolean().default(false),
   /** Pods replaced because the agent template changed (a helm upgrade), not an Emulator's spec. */
   rollout: z
     .object({

@@ -12,6 +12,19 @@ export interface Permission {
   leaseOnly?: boolean;
 }
 
+/**
+ * With `watchSecrets`, the owned Secrets are also watched (so a Secret deleted or replaced wakes
+ * its Emulator at once): list and watch on Secrets, which RBAC cannot narrow to ours. The chart
+ * grants it by default only in a Role of one watched namespace (controller.watchSecrets).
+ */
+export function controllerPermissions(watchSecrets: boolean): readonly Permission[] {
+  return watchSecrets
+    ? CONTROLLER_PERMISSIONS.map((p) =>
+        p.resource === "secrets" ? { ...p, verbs: ["list", "watch", ...p.verbs] } : p,
+      )
+    : CONTROLLER_PERMISSIONS;
+}
+
 export const CONTROLLER_PERMISSIONS: readonly Permission[] = [
   // Informer (list, watch); finalizer add/remove (update); spec.ttlSeconds expiry (delete).
   { group: "emulator.hexclave.com", resource: "emulators", verbs: ["list", "watch", "update", "delete"] },
@@ -21,7 +34,8 @@ export const CONTROLLER_PERMISSIONS: readonly Permission[] = [
   // list also reads one Pod or Service by name (a field selector) to see whose it is: no get needed.
   { group: "", resource: "pods", verbs: ["list", "watch", "create", "delete"] },
   { group: "", resource: "services", verbs: ["list", "watch", "create", "update", "delete"] },
-  // Created once; read only to check its owner before trusting or deleting it; never listed or watched.
+  // Created once; read to check its owner before trusting or deleting it (listed and watched only
+  // with watchSecrets, above).
   { group: "", resource: "secrets", verbs: ["create", "get", "delete"] },
   { group: "", resource: "events", verbs: ["create"] },
 ];

@@ -26,8 +26,15 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { V1Pod } from "@kubernetes/client-node";
-import { ClusterView, conditionOf, emulatorManifest, readyOrDegraded } from "../support/controller-env.js";
+import { CoordinationV1Api, type KubeConfig, type V1Lease, type V1Pod } from "@kubernetes/client-node";
+import {
+  ClusterView,
+  conditionOf,
+  emulatorManifest,
+  readyOrDegraded,
+  Signal,
+} from "../support/controller-env.js";
+import { ResilientInformer } from "../../src/controller/kube/informer.js";
 import { importAgentImage, startRealCluster, type RealCluster } from "../support/k8s-cluster.js";
 import { REPO_ROOT, testGuestImage } from "../support/tools.js";
 import { HEALTH_CHECKS } from "../../src/engine/guest/services.js";
@@ -47,14 +54,18 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 const seconds = (t0: number) => Number(((performance.now() - t0) / 1000).toFixed(1));
 const times: Record<string, number> = {};
 
-/** The QEMUs of emulator Pods on this node (their run dir is the Pod's emptyDir at /run/hexclave-emulator). */
-function podQemus(): { pid: number; uid: number }[] {
+/**
+ * The QEMUs of emulator Pods on this node (their run dir is the Pod's emptyDir at
+ * /run/hexclave-emulator), of one Pod when given its UID (the kubelet's cgroup path names it).
+ */
+function podQemus(podUid?: string): { pid: number; uid: number }[] {
   const found: { pid: number; uid: number }[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
       if (!cmd.includes("qemu-system") || !cmd.includes("/run/hexclave-emulator/run/")) continue;
+      if (podUid && !readFileSync(`/proc/${entry}/cgroup`, "utf8").includes(podUid)) continue;
       const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))![1]);
       found.push({ pid: Number(entry), uid });
     } catch {
@@ -74,6 +85,76 @@ beforeAll(async () => {
   imageName = image.name;
   times["image build+import"] = Number(image.seconds.toFixed(1));
 }, 1_200_000);
+
+/**
+ * For state nothing here watches (a ResourceQuota's status, a controller's /metrics): looked at
+ * every 250 ms until it holds, with a deadline.
+ */
+async function pollUntil<T>(what: string, check: () => T | undefined | false, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (performance.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
+      );
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A metric of a controller Pod (its /metrics, from the node: Pod IPs are on the node's bridge) until `ok`. */
+async function untilMetric(podIp: string, re: RegExp, ok: (n: number) => boolean): Promise<number> {
+  let text = "";
+  const read = async () => {
+    text = await (await fetch(`http://${podIp}:8080/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    const n = Number(re.exec(text)?.[1] ?? NaN);
+    return ok(n) ? n : undefined;
+  };
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    const n = await read().catch(() => undefined);
+    if (n !== undefined) return n;
+    if (performance.now() > deadline)
+      throw new Error(`timed out waiting for ${re} on ${podIp}: ${text.slice(0, 2000)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The Leases of a namespace, watched. */
+class LeaseView extends Signal {
+  private readonly informer: ResilientInformer<V1Lease>;
+  constructor(
+    kc: KubeConfig,
+    private readonly namespace: string,
+  ) {
+    super();
+    const api = kc.makeApiClient(CoordinationV1Api);
+    this.informer = new ResilientInformer<V1Lease>(
+      "leases",
+      kc,
+      `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      () => api.listNamespacedLease({ namespace }),
+      { minBackoffMs: 100 },
+    );
+    this.informer.onChange(() => this.notify());
+  }
+  async start(): Promise<void> {
+    await this.informer.start();
+    await this.informer.waitForSync(60_000);
+  }
+  stop(): Promise<void> {
+    return this.informer.stop();
+  }
+  holder(name: string): string | undefined {
+    return this.informer.get(name, this.namespace)?.spec?.holderIdentity || undefined;
+  }
+}
 
 /** Cleanup goes on past a step that fails, so that the cluster still comes down. */
 const quietly = (step: () => unknown) => {
@@ -288,6 +369,9 @@ describe("the chart on a real one-node cluster, end to end", () => {
       "image.pullPolicy=Never",
       "--set",
       "agent.kvm.mode=none",
+      // Two emulators of one vCPU each beside the controller on 2 cores: each requests 0.4 of a core.
+      "--set",
+      "agent.cpuRequestPercent=40",
     ]);
     cluster.kubectl([
       "wait",
@@ -326,7 +410,6 @@ describe("the chart on a real one-node cluster, end to end", () => {
     await view.start();
   }, 600_000);
 
-  let firstQemus: { pid: number; uid: number }[] = [];
   let firstKey = "";
   it("runs an Emulator: the agent Pod, non-root, captures on the node and resumes; Ready with its boot report", async () => {
     const t0 = performance.now();
@@ -353,9 +436,9 @@ describe("the chart on a real one-node cluster, end to end", () => {
     });
     expect(pod.status!.initContainerStatuses![0]!.state!.terminated).toMatchObject({ exitCode: 0 });
     // The VM runs on this node, as the agent's user; the snapshot it captured is in the node store, the agent's.
-    firstQemus = podQemus();
-    expect(firstQemus.length).toBe(1);
-    expect(firstQemus[0]!.uid).toBe(AGENT_UID);
+    const qemus = podQemus(pod.metadata!.uid);
+    expect(qemus.length).toBe(1);
+    expect(qemus[0]!.uid).toBe(AGENT_UID);
     const snapshots = readdirSync(`${STORE}/snapshots`);
     expect(snapshots.length).toBeGreaterThan(0);
     expect(statSync(`${STORE}/snapshots`).uid).toBe(AGENT_UID);
@@ -368,35 +451,91 @@ describe("the chart on a real one-node cluster, end to end", () => {
     expect(got.fingerprint).toBe(sha256(firstKey));
   }, 300_000);
 
-  it("needs a privileged namespace: Pod Security baseline refuses the agent Pod (hostPath)", () => {
-    const pod = view.pod("first-emulator")!;
-    const copy = {
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: { name: "baseline-check", namespace: "e2e-baseline" },
-      spec: { ...pod.spec, nodeName: undefined },
-    };
-    let err = "";
+  it("says in the Emulator's status and a Warning event when the API server refuses its Pod: Pod Security, a quota", async () => {
+    // Pod Security baseline forbids the node store's hostPath; a quota of 1Gi cannot hold the Pod's memory.
+    cluster.kubectl(["apply", "-f", "-"], emulatorManifest("refused", "e2e-baseline", { image: GUEST }));
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "ResourceQuota",
+        metadata: { name: "small", namespace: NS },
+        spec: { hard: { "limits.memory": "1Gi" } },
+      }),
+    );
+    const quota = await pollUntil(
+      "the quota's status (the controller manager fills it in; admission enforces only then)",
+      () =>
+        cluster.getJson<{ status?: { hard?: object } }>(["resourcequota", "small", "-n", NS])?.status?.hard,
+      120_000,
+    );
+    expect(quota).toHaveProperty(["limits.memory"]);
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      emulatorManifest("over-quota", NS, { image: GUEST, resources: { memory: "2Gi", cpus: 1 } }),
+    );
+    const baseline = new ClusterView(cluster.admin(), "e2e-baseline");
+    await baseline.start();
     try {
-      cluster.kubectl(["create", "--dry-run=server", "-f", "-"], JSON.stringify(copy));
-    } catch (e) {
-      err = (e as { stderr?: string }).stderr ?? String(e);
+      const degradedAs = (v: ClusterView, name: string, reason: string) => () => {
+        const d = conditionOf(v.emulator(name), "Degraded");
+        return d?.status === "True" && d.reason === reason ? d : undefined;
+      };
+      const refused = await baseline.until(
+        "refused Degraded: PodRejected",
+        degradedAs(baseline, "refused", "PodRejected"),
+        120_000,
+      );
+      expect(refused.message).toMatch(/violates PodSecurity "baseline:latest": hostPath volumes/);
+      expect(refused.message).toMatch(/pod-security.kubernetes.io\/enforce=privileged/);
+      await baseline.until(
+        "a Warning event PodRejected",
+        () => baseline.eventReasons("refused").includes("PodRejected"),
+        60_000,
+      );
+      const over = await view.until(
+        "over-quota Degraded: PodQuotaExceeded",
+        degradedAs(view, "over-quota", "PodQuotaExceeded"),
+        120_000,
+      );
+      expect(over.message).toMatch(/exceeded quota: small/);
+      expect(view.pod("over-quota-emulator")).toBeUndefined();
+    } finally {
+      cluster.kubectl(["delete", "emulator", "refused", "-n", "e2e-baseline", "--wait=false"]);
+      cluster.kubectl(["delete", "emulator", "over-quota", "-n", NS, "--wait=false"]);
+      cluster.kubectl(["delete", "resourcequota", "small", "-n", NS]);
+      await baseline.stop();
     }
-    expect(err).toMatch(/violates PodSecurity "baseline:latest": hostPath volumes/);
-  });
+    await view.until("over-quota gone", () => !view.emulator("over-quota"), 120_000);
+  }, 400_000);
 
-  it("stops the VM cleanly and removes the Pod, Service and Secret when the Emulator is deleted", async () => {
-    const logs = followAgent("first");
-    const t0 = performance.now();
-    cluster.kubectl(["delete", "emulator", "first", "-n", NS, "--wait=false"]);
-    await gone("first");
-    times["delete → all gone"] = seconds(t0);
-    await logs.ended;
-    expect(logs.text()).toMatch(/VM stopped \(via (agent|acpi)\)/);
-    for (const q of firstQemus) expect(existsSync(`/proc/${q.pid}`), `QEMU ${q.pid}`).toBe(false);
-  }, 300_000);
+  it("fails over: with the leader's Pod deleted, the standby holds the Lease within the lease duration", async () => {
+    const leases = new LeaseView(cluster.admin(), RELEASE_NS);
+    await leases.start();
+    try {
+      const before = leases.holder(`${RELEASE}-leader`);
+      expect(before).toBeTruthy();
+      const leaderPod = before!.slice(0, before!.lastIndexOf("_"));
+      const t0 = performance.now();
+      cluster.kubectl(["delete", "pod", leaderPod, "-n", RELEASE_NS, "--wait=false"]);
+      const after = await leases.until(
+        "another replica holds the Lease",
+        () => {
+          const h = leases.holder(`${RELEASE}-leader`);
+          return h && h !== before ? h : undefined;
+        },
+        60_000,
+      );
+      times["leader Pod deleted → Lease held by the standby"] = seconds(t0);
+      expect(after.startsWith(`${leaderPod}_`)).toBe(false);
+      // Within the lease duration (15 s by the chart's default): the old leader handed the Lease back.
+      expect(seconds(t0)).toBeLessThan(15 + 2);
+    } finally {
+      await leases.stop();
+    }
+  }, 120_000);
 
-  it("resumes a second Emulator from the node store, with its own keys", async () => {
+  it("resumes a second Emulator from the node store, with its own keys (reconciled by the new leader)", async () => {
     const t0 = performance.now();
     apply("second");
     const second = await view.until("second Ready", ready("second"), 420_000, podDetail("second"));
@@ -409,10 +548,125 @@ describe("the chart on a real one-node cluster, end to end", () => {
     expect(got.backend).toBe(200);
     expect(got.fingerprint).toBe(sha256(secretKey("second")));
     expect(got.fingerprint).not.toBe(sha256(firstKey));
-    const t1 = performance.now();
-    cluster.kubectl(["delete", "emulator", "second", "-n", NS, "--wait=false"]);
-    await gone("second");
-    times["delete → all gone (second)"] = seconds(t1);
+  }, 600_000);
+
+  /** The Emulators' Pods' UIDs now. */
+  const podUids = () => ({
+    first: view.pod("first-emulator")?.metadata?.uid,
+    second: view.pod("second-emulator")?.metadata?.uid,
+  });
+  const upgrade = (...sets: string[]) => {
+    cluster.helm([
+      "upgrade",
+      RELEASE,
+      join(REPO_ROOT, "charts/hexclave-emulator"),
+      "-n",
+      RELEASE_NS,
+      "--reuse-values",
+      ...sets.flatMap((v) => ["--set", v]),
+    ]);
+    cluster.kubectl(["rollout", "status", `deployment/${RELEASE}`, "-n", RELEASE_NS, "--timeout=300s"]);
+  };
+
+  it("helm upgrade of a controller-only value: the controller rolls, no emulator restarts", async () => {
+    const uids = podUids();
+    const from = view.history.length;
+    upgrade("controller.resyncSec=301");
+    // The new leader has reconciled both Emulators (it queues all it knows when it starts leading).
+    const leases = new LeaseView(cluster.admin(), RELEASE_NS);
+    await leases.start();
+    const leader = await leases.until(
+      "a leader of the new ReplicaSet",
+      () => {
+        const h = leases.holder(`${RELEASE}-leader`);
+        const pod = h?.slice(0, h.lastIndexOf("_"));
+        const p = pod ? cluster.getJson<V1Pod>(["pod", pod, "-n", RELEASE_NS]) : undefined;
+        return p?.metadata?.annotations?.["checksum/config"] &&
+          p.status?.podIP &&
+          !p.metadata.deletionTimestamp
+          ? p
+          : undefined;
+      },
+      120_000,
+    );
+    await leases.stop();
+    await untilMetric(
+      leader.status!.podIP!,
+      /^hexclave_emulator_reconcile_total\{result="success"\} (\d+)/m,
+      (n) => n >= 2,
+    );
+    expect(podUids()).toEqual(uids);
+    const deleted = view.history
+      .slice(from)
+      .filter(
+        (h) =>
+          h.kind === "pod" &&
+          h.name.endsWith("-emulator") &&
+          (h.type === "delete" || (h.object as V1Pod).metadata?.deletionTimestamp),
+      );
+    expect(deleted.map((h) => h.name)).toEqual([]);
+  }, 600_000);
+
+  it("helm upgrade of an agent value: both emulators' Pods are replaced, one at a time", async () => {
+    const uids = podUids();
+    const from = view.history.length;
+    const t0 = performance.now();
+    upgrade("agent.memoryOverheadMiB=448");
+    const both = await view.until(
+      "both Emulators Ready on new Pods",
+      () => {
+        const now = podUids();
+        const ok = (["first", "second"] as const).every(
+          (n) =>
+            now[n] &&
+            now[n] !== uids[n] &&
+            conditionOf(view.emulator(n), "Ready")?.status === "True" &&
+            view
+              .pod(`${n}-emulator`)
+              ?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+        );
+        return ok ? now : undefined;
+      },
+      600_000,
+      () => `${JSON.stringify(podUids())}; ${podDetail("first")()}; ${podDetail("second")()}`,
+    );
+    times["helm upgrade (agent value) → both Pods replaced, in turn"] = seconds(t0);
+    expect(view.pod("first-emulator")!.spec!.containers[0]!.resources!.limits!.memory).toBe("960Mi");
+    expect(both.first).not.toBe(uids.first);
+    // Replay what the watch saw: never were both emulators without a Ready Pod at once.
+    const up = new Map<string, boolean>([
+      ["first-emulator", true],
+      ["second-emulator", true],
+    ]);
+    let mostDown = 0;
+    for (const h of view.history.slice(from)) {
+      if (h.kind !== "pod" || !up.has(h.name)) continue;
+      const p = h.object as V1Pod;
+      up.set(
+        h.name,
+        h.type !== "delete" &&
+          !p.metadata?.deletionTimestamp &&
+          (p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false),
+      );
+      mostDown = Math.max(mostDown, [...up.values()].filter((v) => !v).length);
+    }
+    expect(mostDown).toBe(1);
+    for (const n of ["first", "second"]) expect(view.eventReasons(n)).toContain("PodReplaced");
+  }, 1_200_000);
+
+  it("stops the VM cleanly and removes the Pod, Service and Secret when the Emulator is deleted", async () => {
+    for (const name of ["first", "second"]) {
+      const qemus = podQemus(view.pod(`${name}-emulator`)!.metadata!.uid);
+      expect(qemus.length, `the QEMU of ${name}`).toBe(1);
+      const logs = followAgent(name);
+      const t0 = performance.now();
+      cluster.kubectl(["delete", "emulator", name, "-n", NS, "--wait=false"]);
+      await gone(name);
+      times[`delete → all gone (${name})`] = seconds(t0);
+      await logs.ended;
+      expect(logs.text()).toMatch(/VM stopped \(via (agent|acpi)\)/);
+      for (const q of qemus) expect(existsSync(`/proc/${q.pid}`), `QEMU ${q.pid}`).toBe(false);
+    }
   }, 600_000);
 
   it("uninstalls: helm uninstall leaves no controller, and the namespace of its Emulators deletes cleanly", async () => {

@@ -112,8 +112,9 @@ describe("the controller against a real API server", () => {
     cluster = await startTestCluster(27860);
     applyCrd(cluster);
     createNamespace(cluster, NS);
-    controllerToken = controllerServiceAccount(cluster, LEASE);
+    controllerToken = controllerServiceAccount(cluster, LEASE, { watchSecrets: true });
     options = controllerOptions({
+      watchSecrets: true,
       namespace: CONTROLLER_NS,
       identity: "replica-1",
       leaderElection: {
@@ -295,6 +296,34 @@ describe("the controller against a real API server", () => {
     );
     expect(JSON.stringify(after)).toContain('"memory":"2560Mi"');
     await eventsInclude("first", ["PodReplaced"]);
+  });
+
+  it("replaces the Pod at once when its Secret is deleted: the guest runs the new keys before SecretsRotated is True again", async () => {
+    const before = view.pod("first-emulator")!;
+    const oldKeys = view.secret("first-emulator-keys")!.metadata!.uid;
+    const from = view.history.length;
+    cluster.kubectl(["delete", "secret", "first-emulator-keys", "-n", NS]);
+    // The controller watches its Secrets (watchSecrets): the delete wakes the reconcile, not the resync.
+    const after = await view.until(
+      "a new Pod for the new keys, Ready and rotated",
+      () => {
+        const e = ready("first");
+        const pod = view.pod("first-emulator");
+        const rotated = e?.status?.conditions?.find((c) => c.type === "SecretsRotated");
+        return pod && pod.metadata?.uid !== before.metadata?.uid && rotated?.status === "True"
+          ? pod
+          : undefined;
+      },
+      30_000,
+    );
+    const keys = view.secret("first-emulator-keys")!.metadata!.uid;
+    expect(keys).not.toBe(oldKeys);
+    expect(after.metadata?.annotations?.["emulator.hexclave.com/keys-uid"]).toBe(keys);
+    // In between, status did not claim the old guest ran the Secret's keys.
+    const claims = view
+      .changes("emulator", "first", from)
+      .map((h) => (h.object as Emulator).status?.conditions?.find((c) => c.type === "SecretsRotated"));
+    expect(claims.some((c) => c?.status === "False" && c.reason === "KeysReplaced")).toBe(true);
   });
 
   it("refuses a write from a stale resourceVersion with 409 Conflict, and a stale reconcile retries", async () => {

@@ -17,7 +17,11 @@ import {
 } from "../support/controller-apiserver.js";
 import { applyCrd } from "../support/controller-env.js";
 import { REPO_ROOT } from "../support/tools.js";
-import { CONTROLLER_PERMISSIONS, LEASE_PERMISSIONS } from "../../src/controller/rbac.js";
+import {
+  CONTROLLER_PERMISSIONS,
+  controllerPermissions,
+  LEASE_PERMISSIONS,
+} from "../../src/controller/rbac.js";
 import { ControllerOptions } from "../../src/controller/options.js";
 import { agentEnv } from "../../src/controller/objects/pod.js";
 import { parseSpec } from "../../src/controller/crd/types.js";
@@ -154,6 +158,45 @@ describe("the Helm chart", () => {
     for (const r of role.rules) expect(r.resourceNames).toBeUndefined();
   });
 
+  it("lets the controller list and watch Secrets only where asked: in one watched namespace by default, cluster-wide with always", () => {
+    const grants = (docs: Doc[], kind: string) => {
+      const role = byKind(docs, kind).find((d) => !d.metadata.name.endsWith("-leader")) as unknown as {
+        rules: Rule[];
+      };
+      return role.rules
+        .filter((r) => r.resources.includes("secrets"))
+        .flatMap((r) => r.verbs)
+        .sort();
+    };
+    const configOf = (docs: Doc[]) =>
+      ControllerOptions.parse(
+        JSON.parse(
+          (byKind(docs, "ConfigMap")[0] as unknown as { data: Record<string, string> }).data[
+            "controller.json"
+          ]!,
+        ),
+      );
+    const cluster = render();
+    expect(grants(cluster, "ClusterRole")).toEqual(["create", "delete", "get"]);
+    expect(configOf(cluster).watchSecrets).toBe(false);
+    const scoped = render(["controller.watchNamespace=team-b"]);
+    expect(grants(scoped, "Role")).toEqual(["create", "delete", "get", "list", "watch"]);
+    expect(configOf(scoped).watchSecrets).toBe(true);
+    const always = render(["controller.watchSecrets=always"]);
+    expect(grants(always, "ClusterRole")).toEqual(["create", "delete", "get", "list", "watch"]);
+    expect(configOf(always).watchSecrets).toBe(true);
+    // The permissions the controller needs with the watch are exactly these.
+    expect(
+      controllerPermissions(true)
+        .find((p) => p.resource === "secrets")!
+        .verbs.slice()
+        .sort(),
+    ).toEqual(["create", "delete", "get", "list", "watch"]);
+    expect(
+      grants(render(["controller.watchNamespace=team-b", "controller.watchSecrets=never"]), "Role"),
+    ).toEqual(["create", "delete", "get"]);
+  });
+
   describe("RBAC against the API server (SubjectAccessReview)", () => {
     let authz: AuthorizationV1Api;
     const can = async (
@@ -254,6 +297,9 @@ describe("the Helm chart", () => {
       expect(await can(scoped, "emulator.hexclave.com", "emulators", "watch", "team-b")).toBe(true);
       expect(await can(scoped, "", "pods", "create", "team-a")).toBe(false);
       expect(await can(scoped, "emulator.hexclave.com", "emulators", "watch", "team-a")).toBe(false);
+      // It watches its Secrets there (controller.watchSecrets: namespaced), and nowhere else.
+      expect(await can(scoped, "", "secrets", "watch", "team-b")).toBe(true);
+      expect(await can(scoped, "", "secrets", "list", "team-a")).toBe(false);
     });
   });
 

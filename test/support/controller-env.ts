@@ -20,7 +20,8 @@ import {
 } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type Emulator } from "../../src/controller/crd/types.js";
 import { ResilientInformer } from "../../src/controller/kube/informer.js";
-import { CONTROLLER_PERMISSIONS, LEASE_PERMISSIONS } from "../../src/controller/rbac.js";
+import type { CONTROLLER_PERMISSIONS } from "../../src/controller/rbac.js";
+import { controllerPermissions, LEASE_PERMISSIONS } from "../../src/controller/rbac.js";
 import { REPO_ROOT } from "./tools.js";
 import { serviceAccountToken, type TestCluster } from "./controller-apiserver.js";
 
@@ -38,7 +39,11 @@ export function applyCrd(cluster: TestCluster): void {
 }
 
 /** The controller's identity with least-privilege RBAC; returns its token. */
-export function controllerServiceAccount(cluster: TestCluster, leaseName: string): string {
+export function controllerServiceAccount(
+  cluster: TestCluster,
+  leaseName: string,
+  { watchSecrets = false }: { watchSecrets?: boolean } = {},
+): string {
   cluster.kubectl(["create", "namespace", CONTROLLER_NS]);
   cluster.kubectl(["create", "serviceaccount", CONTROLLER_SA, "-n", CONTROLLER_NS]);
   const rule = (p: (typeof CONTROLLER_PERMISSIONS)[number]) => ({
@@ -53,7 +58,7 @@ export function controllerServiceAccount(cluster: TestCluster, leaseName: string
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: "hexclave-emulator" },
-      rules: CONTROLLER_PERMISSIONS.map(rule),
+      rules: controllerPermissions(watchSecrets).map(rule),
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",

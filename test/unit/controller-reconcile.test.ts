@@ -96,9 +96,8 @@ class FakeApi implements EmulatorApi, OwnedApi {
     this.services.delete(name);
     return Promise.resolve();
   };
-  createSecret = async (secret: V1Secret) => {
-    this.create(this.secrets, secret, "secret");
-  };
+  listSecrets = () => Promise.resolve({ items: [...this.secrets.values()] });
+  createSecret = async (secret: V1Secret) => this.create(this.secrets, secret, "secret").metadata ?? {};
   readSecretMeta = (_ns: string, name: string) => {
     const s = this.read(this.secrets, name);
     return s ? Promise.resolve(s.metadata ?? {}) : Promise.reject(notFound(`secret ${name}`));
@@ -352,6 +351,36 @@ describe("the reconcile, for objects of its names", () => {
       expect(api.calls).toContain("delete pod e-emulator");
       expect(reconciler.rollout.inFlight).toBe(1);
     });
+  });
+
+  it("replaces the Pod when its Secret was replaced with new keys, and says the guest does not run them meanwhile", async () => {
+    const report = {
+      state: "ready" as const,
+      startedAt: "2026-12-01T00:00:00Z",
+      bootMode: "resume" as const,
+      rotatedToSecret: true,
+    };
+    reconciler = reconcilerWith({ fetchReport: () => Promise.resolve(report) });
+    await reconciler.reconcile(`${NS}/e`);
+    const pod = api.pods.get("e-emulator")!;
+    const firstKeys = api.secrets.get("e-emulator-keys")!.metadata!.uid;
+    expect(pod.metadata?.annotations?.["emulator.hexclave.com/keys-uid"]).toBe(firstKeys);
+    const running: V1Pod = {
+      ...pod,
+      status: { phase: "Running", podIP: "10.0.0.9", conditions: [{ type: "Ready", status: "True" }] },
+    };
+    api.pods.set("e-emulator", running);
+    cache.pods.set("e-emulator", running);
+    await reconciler.reconcile(`${NS}/e`);
+    const rotated = () => api.emulator.status?.conditions?.find((c) => c.type === "SecretsRotated");
+    expect(rotated()).toMatchObject({ status: "True" });
+    // Somebody deletes the Secret: the next reconcile makes a new one, with new keys.
+    api.secrets.delete("e-emulator-keys");
+    api.calls.length = 0;
+    await reconciler.reconcile(`${NS}/e`);
+    expect(api.secrets.get("e-emulator-keys")!.metadata!.uid).not.toBe(firstKeys);
+    expect(api.calls).toContain("delete pod e-emulator");
+    expect(rotated()).toMatchObject({ status: "False", reason: "KeysReplaced" });
   });
 
   it("counts a boot once, on the reconcile that first writes it to status, and not again after a failover", async () => {

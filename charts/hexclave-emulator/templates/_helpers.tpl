@@ -43,6 +43,12 @@ app.kubernetes.io/component: controller
 {{- end -}}
 
 {{/* The controller's config file (src/controller/options.ts). */}}
+{{- /* Whether the controller watches its Secrets (values.yaml: controller.watchSecrets). */ -}}
+{{- define "hexclave-emulator.watchSecrets" -}}
+{{- $w := .Values.controller.watchSecrets -}}
+{{- if or (eq $w "always") (and (eq $w "namespaced") .Values.controller.watchNamespace) -}}true{{- else -}}false{{- end -}}
+{{- end -}}
+
 {{- define "hexclave-emulator.controllerConfig" -}}
 {{- $c := .Values.controller -}}
 {{- $a := .Values.agent -}}
@@ -82,6 +88,7 @@ app.kubernetes.io/component: controller
   "resyncSec" $c.resyncSec
   "rollout" (dict "maxUnavailable" $c.rollout.maxUnavailable)
   "forceDeleteAfterSec" $c.forceDeleteAfterSec
+  "watchSecrets" (include "hexclave-emulator.watchSecrets" . | eq "true")
   "clusterDomain" $c.clusterDomain
   "leaderElection" (dict
     "enabled" $c.leaderElection.enabled

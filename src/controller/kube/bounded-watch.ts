@@ -36,6 +36,8 @@ export class BoundedWatch {
   constructor(
     kc: KubeConfig,
     private readonly bounds: WatchBounds = DEFAULT_WATCH_BOUNDS,
+    /** Applied to each object before the cache sees it (drops a Secret's data). */
+    private readonly transform: (o: unknown) => unknown = (o) => o,
   ) {
     this.inner = new Watch(kc);
   }
@@ -71,7 +73,7 @@ export class BoundedWatch {
       (phase, obj, watchObj) => {
         if (ended) return;
         arm();
-        callback(phase, obj, watchObj);
+        callback(phase, this.transform(obj), watchObj);
       },
       end,
     );

@@ -21,6 +21,7 @@ import {
   type V1Secret,
   type V1Service,
   type V1ServiceList,
+  type V1SecretList,
 } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type Emulator } from "../crd/types.js";
 import { call } from "./errors.js";
@@ -56,7 +57,10 @@ export interface OwnedApi {
   createService(svc: V1Service): Promise<V1Service>;
   replaceService(svc: V1Service): Promise<V1Service>;
   deleteService(namespace: string, name: string, uid: string): Promise<void>;
-  createSecret(secret: V1Secret): Promise<void>;
+  /** Only with watchSecrets (the informer's list); the items' data are dropped at once. */
+  listSecrets(namespace: string | undefined, labelSelector: string): Promise<V1SecretList>;
+  /** Returns the created Secret's metadata (never its data). */
+  createSecret(secret: V1Secret): Promise<V1ObjectMeta>;
   /** The Secret's metadata only: its data is dropped before it leaves this function. */
   readSecretMeta(namespace: string, name: string): Promise<V1ObjectMeta>;
   deleteSecret(namespace: string, name: string, uid: string): Promise<void>;
@@ -174,6 +178,17 @@ export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): C
           ? core.listNamespacedService({ namespace, labelSelector })
           : core.listServiceForAllNamespaces({ labelSelector }),
       ),
+    listSecrets: async (namespace, labelSelector) => {
+      const list = await call(
+        "list secrets",
+        () =>
+          namespace
+            ? core.listNamespacedSecret({ namespace, labelSelector })
+            : core.listSecretForAllNamespaces({ labelSelector }),
+        true,
+      );
+      return { ...list, items: list.items.map((x) => ({ ...x, data: undefined, stringData: undefined })) };
+    },
     readService: async (namespace, name) => {
       const list = await call(`get service ${namespace}/${name}`, () =>
         core.listNamespacedService({ namespace, fieldSelector: byName(name) }),
@@ -199,7 +214,7 @@ export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): C
       );
     },
     createSecret: async (secret) => {
-      await call(
+      const created = await call(
         `create secret ${secret.metadata?.name}`,
         () =>
           core.createNamespacedSecret({
@@ -209,6 +224,7 @@ export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): C
           }),
         true,
       );
+      return created.metadata ?? {};
     },
     readSecretMeta: async (namespace, name) => {
       const s = await call(

@@ -47,6 +47,8 @@ export class ResilientInformer<T extends KubernetesObject> {
       minBackoffMs?: number;
       maxBackoffMs?: number;
       watch?: WatchBounds;
+      /** Applied to each watched object before the cache keeps it (the list function does its own). */
+      transform?: (o: T) => T;
     } = {},
   ) {
     this.backoffMs = opts.minBackoffMs ?? 500;
@@ -63,7 +65,11 @@ export class ResilientInformer<T extends KubernetesObject> {
       });
       return result;
     };
-    const watch = new BoundedWatch(kc, opts.watch ?? DEFAULT_WATCH_BOUNDS) as unknown as Watch;
+    const watch = new BoundedWatch(
+      kc,
+      opts.watch ?? DEFAULT_WATCH_BOUNDS,
+      opts.transform as ((o: unknown) => unknown) | undefined,
+    ) as unknown as Watch;
     this.inner = new ListWatch<T>(path, watch, listAndMark, false, opts.labelSelector);
     this.inner.on("error", (err: unknown) => this.restartLater(err));
   }

@@ -7,6 +7,8 @@ export const NAME_LABEL = `${GROUP}/name`;
 export const SPEC_HASH_ANNOTATION = `${GROUP}/spec-hash`;
 /** The Emulator generation a Pod was built for: a spec change replaces it at once, a template change in turn. */
 export const GENERATION_ANNOTATION = `${GROUP}/generation`;
+/** The uid of the Secret whose keys the Pod's guest was rotated to: a new Secret means new keys. */
+export const KEYS_UID_ANNOTATION = `${GROUP}/keys-uid`;
 
 export interface Owned {
   name: string;

@@ -62,6 +62,8 @@ export interface Observation {
   /** A problem found before the Pod (invalid spec, a Secret that is not ours…). */
   problem?: { reason: string; message: string } | undefined;
   expiresAt?: string | undefined;
+  /** The Secret was replaced since the Pod's guest was rotated: the live keys are not the Secret's. */
+  keysReplaced?: boolean | undefined;
 }
 
 const POD_FIELDS = [
@@ -182,7 +184,14 @@ export function nextStatus(prev: EmulatorStatus | undefined, o: Observation): Em
     );
   else set("SnapshotResumed", "Unknown", "NotBooted", "the emulator has not reported a boot yet");
 
-  if (!o.rotation)
+  if (o.rotation && o.keysReplaced)
+    set(
+      "SecretsRotated",
+      "False",
+      "KeysReplaced",
+      `Secret ${o.secretName ?? ""} was replaced with new keys; the Pod is being replaced to run them`,
+    );
+  else if (!o.rotation)
     set(
       "SecretsRotated",
       "False",

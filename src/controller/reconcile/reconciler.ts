@@ -13,6 +13,7 @@ import type { EmulatorApi, OwnedApi } from "../kube/client.js";
 import { isNotFound, orNotFound } from "../kube/errors.js";
 import {
   GENERATION_ANNOTATION,
+  KEYS_UID_ANNOTATION,
   MANAGED_BY,
   ownerName,
   ownerOf,
@@ -118,13 +119,15 @@ export class Reconciler {
       return {};
     }
 
+    let keysUid: string | undefined;
     if (spec.rotation) {
-      const blocked = await this.ensureSecret(emu, owner);
-      if (blocked) return this.blocked(emu, owner, spec, blocked);
+      const keys = await this.ensureSecret(emu, owner);
+      if ("blocked" in keys) return this.blocked(emu, owner, spec, keys.blocked);
+      keysUid = keys.uid;
     }
     const svcBlocked = await this.ensureService(emu, owner, spec);
     if (svcBlocked) return this.blocked(emu, owner, spec, svcBlocked);
-    const ensured = await this.ensurePod(key, emu, owner, spec);
+    const ensured = await this.ensurePod(key, emu, owner, spec, keysUid);
     if ("blocked" in ensured) return this.blocked(emu, owner, spec, ensured.blocked);
 
     let report: AgentReport | undefined;
@@ -133,7 +136,11 @@ export class Reconciler {
     if (view.ip && view.phase === "Running" && !view.deleting && (!known || !view.ready)) {
       report = await this.d.fetchReport(view.ip, this.d.options.agent.port);
     }
-    const result = await this.writeStatus(emu, owner, spec, { pod: view, report });
+    const result = await this.writeStatus(emu, owner, spec, {
+      pod: view,
+      report,
+      keysReplaced: ensured.keysReplaced,
+    });
     // A boot is counted by the reconcile that first writes it to status: once, whichever replica leads.
     if (!known && report?.state === "ready" && report.bootMode) this.countBoot(report, report.bootMode);
     const ready = view.ready && !view.deleting;
@@ -169,7 +176,7 @@ export class Reconciler {
    * The Secret, created when there is none. Read first (Secrets are not watched): ours is
    * used as it is, one that is not ours is a conflict and is never overwritten.
    */
-  private async ensureSecret(emu: Emulator, owner: Owned): Promise<Blocked | undefined> {
+  private async ensureSecret(emu: Emulator, owner: Owned): Promise<{ blocked: Blocked } | { uid?: string }> {
     const name = secretName(owner.name);
     const read = () => orNotFound(this.d.api.readSecretMeta(owner.namespace, name));
     const got = await createOrAdopt({
@@ -177,20 +184,19 @@ export class Reconciler {
       name,
       owner,
       known: await read(),
-      create: async () => {
-        await this.d.api.createSecret(buildSecret(owner));
-        return undefined;
-      },
+      create: () => this.d.api.createSecret(buildSecret(owner)),
       read,
       meta: (m) => m,
-      watched: () => false,
+      watched: (m) => this.d.options.watchSecrets && watched({ metadata: m }, owner),
     });
     if ("created" in got) {
       this.d.events.normal(emu, "SecretCreated", `generated fresh keys into Secret ${name}`);
-      return undefined;
+      return { uid: got.created?.uid };
     }
-    if ("blocked" in got) return got.blocked;
-    return got.live.deletionTimestamp ? { going: `Secret ${name}`, watched: false } : undefined;
+    if ("blocked" in got) return got;
+    if (got.live.deletionTimestamp)
+      return { blocked: { going: `Secret ${name}`, watched: this.d.options.watchSecrets } };
+    return { uid: got.live.uid };
   }
 
   /** What a blocked step means for this reconcile: a problem in status, a wait for an event, or a retry. */
@@ -275,11 +281,15 @@ export class Reconciler {
     emu: Emulator,
     owner: Owned,
     spec: EmulatorSpec,
-  ): Promise<{ pod: V1Pod; stale: boolean; waiting: boolean } | { blocked: Blocked }> {
+    keysUid: string | undefined,
+  ): Promise<
+    { pod: V1Pod; stale: boolean; waiting: boolean; keysReplaced?: boolean } | { blocked: Blocked }
+  > {
     const name = podName(owner.name);
     const desired = buildPod(owner, spec, this.d.options.agent);
     const generation = String(emu.metadata.generation ?? 0);
     desired.metadata!.annotations![GENERATION_ANNOTATION] = generation;
+    if (keysUid) desired.metadata!.annotations![KEYS_UID_ANNOTATION] = keysUid;
     const got = await createOrAdopt<V1Pod>({
       kind: "Pod",
       name,
@@ -302,7 +312,19 @@ export class Reconciler {
     // Pods made before the generation annotation count as a template change: the careful side.
     const built = annotations[GENERATION_ANNOTATION];
     const specChanged = built !== undefined && built !== generation;
-    if (live.metadata?.deletionTimestamp || !(stale || finished)) return { pod: live, stale, waiting: false };
+    // The Secret was replaced (deleted, then made anew with new keys): the guest runs the old ones.
+    const rotatedTo = annotations[KEYS_UID_ANNOTATION];
+    const keysReplaced = keysUid !== undefined && rotatedTo !== undefined && rotatedTo !== keysUid;
+    if (keysReplaced && !live.metadata?.deletionTimestamp) {
+      await deletePodOf(this.d, live.metadata ?? {});
+      this.d.events.normal(
+        emu,
+        "PodReplaced",
+        `Secret ${secretName(owner.name)} was replaced, with new keys: replacing the Pod so the guest runs them`,
+      );
+    }
+    if (keysReplaced || live.metadata?.deletionTimestamp || !(stale || finished))
+      return { pod: live, stale, waiting: false, keysReplaced };
     if (finished || specChanged) {
       await deletePodOf(this.d, live.metadata ?? {});
       this.d.events.normal(
@@ -382,7 +404,7 @@ export class Reconciler {
 }
 
 /** Whether the informers see an object and map its events to this Emulator (controller.ts). */
-function watched(o: V1Pod | V1Service, owner: Owned): boolean {
+function watched(o: { metadata?: V1Pod["metadata"] }, owner: Owned): boolean {
   return (
     o.metadata?.labels?.["app.kubernetes.io/managed-by"] === MANAGED_BY &&
     ownerName(o.metadata) === owner.name
