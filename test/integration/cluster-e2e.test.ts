@@ -75,6 +75,21 @@ function podQemus(podUid?: string): { pid: number; uid: number }[] {
   return found;
 }
 
+/** Processes of one Pod (by its UID in their cgroup path) whose command line has `name`. */
+function podProcesses(podUid: string, name: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(name)) continue;
+      if (readFileSync(`/proc/${entry}/cgroup`, "utf8").includes(podUid)) found.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
 let cluster: RealCluster;
 let imageName = "";
 
@@ -668,6 +683,41 @@ describe("the chart on a real one-node cluster, end to end", () => {
       for (const q of qemus) expect(existsSync(`/proc/${q.pid}`), `QEMU ${q.pid}`).toBe(false);
     }
   }, 600_000);
+
+  it("recovers an agent killed mid-capture: the container restarts, the next start captures and resumes", async () => {
+    // A new RAM size is a new snapshot key: this Emulator captures.
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      emulatorManifest("killed", NS, { image: GUEST, resources: { memory: "768Mi", cpus: 1 } }),
+    );
+    await view.until(
+      "killed's Pod running",
+      () => view.pod("killed-emulator")?.status?.phase === "Running",
+      120_000,
+    );
+    const pod = view.pod("killed-emulator")!;
+    const logs = followAgent("killed");
+    await pollUntil("the capture under way", () => /\[agent\] capture-boot \d/.test(logs.text()), 180_000);
+    const agents = podProcesses(pod.metadata!.uid!, "hexclave-emulator-k8s");
+    expect(agents.length, "the agent process").toBe(1);
+    const t0 = performance.now();
+    process.kill(agents[0]!, "SIGKILL");
+    const killed = await view.until(
+      "killed Ready after a restart",
+      () => {
+        const e = readyOrDegraded(view, "killed")();
+        const restarts = view.pod("killed-emulator")?.status?.containerStatuses?.[0]?.restartCount ?? 0;
+        return e && restarts >= 1 ? e : undefined;
+      },
+      420_000,
+      podDetail("killed"),
+    );
+    times["agent killed mid-capture → Ready again"] = seconds(t0);
+    expect(killed.status?.bootMode).toBe("resume");
+    expect(view.pod("killed-emulator")!.metadata!.uid).toBe(pod.metadata!.uid);
+    cluster.kubectl(["delete", "emulator", "killed", "-n", NS, "--wait=false"]);
+    await gone("killed");
+  }, 900_000);
 
   it("uninstalls: helm uninstall leaves no controller, and the namespace of its Emulators deletes cleanly", async () => {
     const t0 = performance.now();

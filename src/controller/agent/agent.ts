@@ -5,6 +5,7 @@
  *   /healthz  the agent is alive (liveness probe)
  *   /readyz   the VM runs and every service answers (readiness probe)
  *   /status   the boot report the controller copies into the Emulator's status
+ *   /metrics  the node store's size and snapshots (agent-metrics.ts)
  * SIGTERM stops the VM cleanly (agent → ACPI → signals) before exiting.
  * A failed start is written to the termination message, which the
  * controller reads from the Pod's status. The agent needs no API access.
@@ -35,6 +36,7 @@ import {
 import { realClock, type Clock } from "../clock.js";
 import { startProbeServer, type ProbeServer } from "../http/probe-server.js";
 import { SECRET_KEYS } from "../objects/secret.js";
+import { agentMetrics } from "./agent-metrics.js";
 import { AGENT_ENV, type AgentReport } from "./contract.js";
 
 export interface AgentDeps {
@@ -151,6 +153,7 @@ export async function runAgent(env: NodeJS.ProcessEnv, deps: AgentDeps = {}): Pr
     port,
     healthz: () => undefined,
     readyz,
+    metrics: agentMetrics(() => config?.snapshotDir),
     json: { "/status": () => report },
   });
   log(`[agent] listening on ${server.port} for ${report.emulator ?? "an emulator"}`);

@@ -6,7 +6,7 @@
 import { z } from "zod";
 
 export const AGENT_ENV = {
-  /** The agent's HTTP port (/healthz, /readyz, /status). */
+  /** The agent's HTTP port (/healthz, /readyz, /status, /metrics). */
   port: "HEXCLAVE_AGENT_PORT",
   /** A directory of one file per key (the mounted Secret). */
   keysDir: "HEXCLAVE_AGENT_KEYS_DIR",
