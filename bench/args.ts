@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import type { Strategy } from "../src/engine/index.js";
+import { SECTIONS, type SectionName } from "./results.js";
 
 export interface BenchOptions {
   mode: "full" | "quick" | "smoke";
@@ -17,6 +18,8 @@ export interface BenchOptions {
   scalingStrategies: Strategy[];
   /** Concurrent guest counts of the sharing section. */
   guests: number[];
+  /** Sections to run (default: all); others are written down as not run. */
+  only: SectionName[];
   /** First of 100 host ports the bench may use. */
   portBase: number;
   outDir: string;
@@ -34,6 +37,8 @@ const USAGE = `npm run bench -- [options]
   --sizes a,b,c   RAM sizes for the scaling section, MiB (default 1024,2048,4096)
   --scaling s,t   strategies of the scaling section (default template,stream; --smoke: template)
   --guests a,b,c  concurrent guests for the sharing section (default 1,2,4; --quick: 1,2)
+  --only a,b      only these sections (${SECTIONS.join(", ")}); resume, overhead
+                  and sharing need capture's snapshots
   --port-base P   first of 100 host ports to use (default 27600)
   --out DIR       where <date>-<host>.json and .md go (default bench/results)
   --work DIR      scratch directory (default a new one under the temp dir)
@@ -57,6 +62,7 @@ export function parseBenchArgs(argv: string[], repoRoot: string): BenchOptions |
       sizes: { type: "string" },
       guests: { type: "string" },
       scaling: { type: "string" },
+      only: { type: "string" },
       "port-base": { type: "string" },
       out: { type: "string" },
       work: { type: "string" },
@@ -87,6 +93,13 @@ export function parseBenchArgs(argv: string[], repoRoot: string): BenchOptions |
     if (st !== "template" && st !== "stream" && st !== "mapped-ram")
       throw new Error(`unknown strategy ${st}`);
   }
+  const only = (values.only ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x !== "");
+  for (const o of only) {
+    if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section ${o}`);
+  }
   const runs = Number(values.runs ?? (quick ? 1 : 3));
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer`);
   if (!Number.isInteger(ramMiB) || ramMiB < 512) throw new Error(`--ram must be at least 512`);
@@ -103,6 +116,7 @@ export function parseBenchArgs(argv: string[], repoRoot: string): BenchOptions |
     sizesMiB: [...new Set(sizes)].sort((a, b) => a - b),
     scalingStrategies: scalingStrategies as Strategy[],
     guests: [...new Set(guests)].sort((a, b) => a - b),
+    only: only as SectionName[],
     portBase,
     outDir: values.out ?? join(repoRoot, "bench", "results"),
     workDir: values.work,

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BenchResult, QemuResult } from "./results.js";
 import type { Summary } from "./stats.js";
+import type { SideFigures } from "./seed.js";
 
 const ms = (s: Summary | undefined): string => {
   if (!s || !Number.isFinite(s.median)) return "–";
@@ -13,6 +14,9 @@ const mib = (bytes: number | undefined): string =>
   bytes === undefined ? "–" : `${(bytes / 1024 ** 2).toFixed(bytes < 10 * 1024 ** 2 ? 1 : 0)}`;
 
 type Row = [string, ...string[]];
+
+const shareKey = (r: { strategy: string; guests: number; tcgTbSizeMiB?: number | null | undefined }) =>
+  `${r.strategy}${r.tcgTbSizeMiB === null ? " (QEMU's tb-size)" : ""}×${r.guests}`;
 
 function rows(qs: QemuResult[]): Row[] {
   const out: Row[] = [];
@@ -76,18 +80,20 @@ function rows(qs: QemuResult[]): Row[] {
       },
     );
   }
-  const shares = [
-    ...new Set(qs.flatMap((q) => q.sharing?.runs.map((r) => `${r.strategy}×${r.guests}`) ?? [])),
-  ];
+  const shares = [...new Set(qs.flatMap((q) => q.sharing?.runs.map(shareKey) ?? []))];
   for (const key of shares) {
     add(`${key} guests: total PSS (MiB)`, (q) => {
-      const r = q.sharing?.runs.find((x) => `${x.strategy}×${x.guests}` === key);
+      const r = q.sharing?.runs.find((x) => shareKey(x) === key);
       if (!r) return "–";
       return r.ramPssKiB === undefined
         ? mib(r.totalPssKiB * 1024)
         : `${mib(r.totalPssKiB * 1024)} (guest RAM ${mib(r.ramPssKiB * 1024)})`;
     });
   }
+  add("command: node -e 0 / hexclave-emulator --help / start --help (ms)", (q) => {
+    const c = q.command;
+    return c?.helpMs ? `${ms(c.bareNodeMs)} / ${ms(c.helpMs)} / ${ms(c.verbHelpMs)}` : "–";
+  });
   add("QMP round trip (ms)", (q) => ms(q.overhead?.qmpRoundTripMs));
   add("agent round trip (ms)", (q) => ms(q.overhead?.agentRoundTripMs));
   add("RESUME event → engine notices (ms)", (q) => ms(q.overhead?.resumeNoticeMs));
@@ -104,6 +110,44 @@ function phaseRows(qs: QemuResult[]): string[] {
     lines.push(`|---|${rs.map(() => "---:").join("|")}|`);
     for (const p of phases) lines.push(`| ${p} | ${rs.map((r) => ms(r.phases[p])).join(" | ")} |`);
     lines.push("");
+  }
+  return lines;
+}
+
+/** The seed and the command side by side, whole processes (bench/seed.ts). */
+function seedRows(qs: QemuResult[]): string[] {
+  const lines: string[] = [];
+  for (const q of qs) {
+    const r = q.seed;
+    if (!r) continue;
+    if (r.unavailable) {
+      lines.push(`Seed side by side, ${q.label}: not run (${r.unavailable}).`, "");
+      continue;
+    }
+    const { seed, ours } = r;
+    const row = (label: string, f: (x: SideFigures) => Summary) =>
+      `| ${label} | ${seed ? ms(f(seed)) : "–"} | ${ours ? ms(f(ours)) : "–"} | ${
+        seed && ours ? (f(ours).median / f(seed).median).toFixed(3) : "–"
+      } |`;
+    lines.push(
+      `| ${q.label}, ${r.ramMiB} MiB / ${r.cpus} vCPU: seed vs ours, whole process (ms) | seed | ours | ours / seed |`,
+      "|---|---:|---:|---:|",
+      row("start, rotated: command start → all healthy", (x) => x.rotated),
+      row("start, unrotated (EMULATOR_NO_ROTATION=1)", (x) => x.unrotated),
+      row("capture: command start → snapshot written", (x) => x.captureMs),
+      row(
+        "capture overhead after healthy (seed: migrate + zstd; ours: migrate + quit + publish)",
+        (x) => x.captureOverheadMs,
+      ),
+      "",
+    );
+    const p = Object.entries(r.oursCapturePhases);
+    if (p.length)
+      lines.push(
+        `Our capture after healthy (ms, median): ${p.map(([k, v]) => `${k} ${Math.round(v)}`).join(", ")}.`,
+        "",
+      );
+    if (r.failures.length) lines.push(...r.failures.map((f) => `- retried: ${f.split("\n")[0]}`), "");
   }
   return lines;
 }
@@ -137,6 +181,7 @@ export function markdown(r: BenchResult): string {
     ...rows(qs).map((row) => `| ${row.join(" | ")} |`),
     "",
     ...phaseRows(qs),
+    ...seedRows(qs),
     "## Targets",
     "",
     "| target | QEMU | measured | ratio | limit | pass |",

@@ -8,11 +8,23 @@ import type { ScalingPoint } from "./ram-scaling.js";
 import type { ResumeResult } from "./resume.js";
 import type { SharingResult } from "./sharing.js";
 import type { FloorFigures } from "./floor.js";
+import type { CommandFigures } from "./command.js";
+import type { SeedResult } from "./seed.js";
 
 export const RESULT_FORMAT = 1;
 
 /** Every section a QEMU's result has (empty or undefined with an error when it could not run). */
-export const SECTIONS = ["floor", "cold", "capture", "resume", "overhead", "sharing", "ramScaling"] as const;
+export const SECTIONS = [
+  "floor",
+  "command",
+  "cold",
+  "capture",
+  "resume",
+  "overhead",
+  "sharing",
+  "ramScaling",
+  "seed",
+] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 export interface TargetFigure {
@@ -42,6 +54,10 @@ export interface QemuResult {
   overhead: OverheadResult | undefined;
   sharing: SharingResult | undefined;
   ramScaling: ScalingPoint[];
+  /** The command's own start-up against a bare `node -e 0`. */
+  command: CommandFigures | undefined;
+  /** The seed (run-seed.sh) and the command side by side. */
+  seed: SeedResult | undefined;
   /** Load before each section (the machine is shared with other engineers' QEMU tests). */
   load: Record<string, LoadSample>;
   sectionMs: Record<string, number>;

@@ -22,6 +22,8 @@ import { overheadSection } from "./overhead.js";
 import { sharingSection } from "./sharing.js";
 import { scalingSection } from "./ram-scaling.js";
 import { loadSample } from "./machine.js";
+import { commandSection } from "./command.js";
+import { seedSection } from "./seed.js";
 import type { QemuResult, SectionName } from "./results.js";
 import type { BenchEnv } from "./setup.js";
 
@@ -47,12 +49,15 @@ export async function runTarget(
     overhead: undefined,
     sharing: undefined,
     ramScaling: [],
+    command: undefined,
+    seed: undefined,
     load: {},
     sectionMs: {},
     errors: [],
   };
   const log2 = (m: string) => log(`${env.target.label} ${m}`);
   const section = async (name: SectionName, fn: () => Promise<void>): Promise<void> => {
+    if (opts.only.length && !opts.only.includes(name)) return;
     q.load[name] = loadSample();
     log2(`${name} (load ${q.load[name].loadavg[0]}, ${q.load[name].otherQemus} other QEMUs)`);
     const t0 = performance.now();
@@ -73,6 +78,9 @@ export async function runTarget(
       bare: await bareFloor(ctx.qemu.binary, env.home, Math.max(opts.runs, 5)),
       argv: bareArgv(),
     };
+  });
+  await section("command", async () => {
+    q.command = await commandSection(Math.max(opts.runs * 5, 10));
   });
   await section("cold", async () => {
     q.cold = await coldSection(env, opts.ramMiB, opts.runs, log2);
@@ -105,8 +113,11 @@ export async function runTarget(
   await section("sharing", async () => {
     if (!snapshots.template) throw new Error("no template snapshot (its capture failed)");
     const most = Math.max(...opts.guests);
-    const plan: { strategy: Strategy; guests: number[] }[] = [{ strategy: "template", guests: opts.guests }];
-    // The contrast: guests with RAM of their own (stream), without sharing.
+    const plan: Parameters<typeof sharingSection>[2] = [{ strategy: "template", guests: opts.guests }];
+    // The contrasts: TCG's translation buffer at QEMU's default size (1 GiB)
+    // instead of the engine's; guests with RAM of their own (stream).
+    if (ctx.accel.accelerator === "tcg" && most > 1)
+      plan.push({ strategy: "template", guests: [1, most], tcgTbSizeMiB: null });
     if (!opts.quick && most > 1) plan.push({ strategy: "stream", guests: [1, most] });
     q.sharing = await sharingSection(env, snapshots, plan, opts.ramMiB, log2);
   });
@@ -114,6 +125,11 @@ export async function runTarget(
     const wanted = opts.scalingStrategies.filter((s) => strategies.includes(s));
     // Resumes are cheap next to captures: twice the runs, for a steadier median.
     q.ramScaling = await scalingSection(env, wanted, opts.sizesMiB, opts.runs * 2, scratch, log2);
+  });
+  // Last: its whole processes (the seed's and the command) need no snapshot of the sections above.
+  await section("seed", async () => {
+    q.seed = await seedSection(env, ctx.qemu.versionString, opts.ramMiB, opts.runs, log2);
+    if (q.seed.unavailable) log2(`seed: ${q.seed.unavailable}`);
   });
   return q;
 }

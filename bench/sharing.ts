@@ -44,6 +44,8 @@ export interface GuestFigures {
 
 export interface SharingRun {
   strategy: Strategy;
+  /** TCG translation buffer of these guests, MiB; null: QEMU's own default (the contrast run). */
+  tcgTbSizeMiB?: number | null | undefined;
   guests: number;
   perGuest: GuestFigures[];
   totalPssKiB: number;
@@ -58,6 +60,7 @@ export interface SharingResult {
   /** Per strategy: (total PSS of N guests − that of 1) / (N − 1), and its ratio to one guest. */
   extraPerGuest: {
     strategy: Strategy;
+    tcgTbSizeMiB?: number | null | undefined;
     guests: number;
     extraKiB: number;
     firstKiB: number;
@@ -70,12 +73,17 @@ export interface SharingResult {
 }
 
 /** One guest from `snapshot`: the engine's resume steps on a plan whose hostfwd keeps the snapshot's guest ports. */
-async function resumeOne(config: EmulatorConfig, snapshot: PublishedSnapshot, env: BenchEnv) {
+async function resumeOne(
+  config: EmulatorConfig,
+  snapshot: PublishedSnapshot,
+  env: BenchEnv,
+  tcgTbSizeMiB: number | null | undefined,
+) {
   const ctx = await resolveContext(config);
   ensureRunDir(ctx.paths);
   const phases = new Phases(silent);
   const t0 = now();
-  const plan = await prepareResume(ctx, snapshot);
+  const plan = { ...(await prepareResume(ctx, snapshot)), tcgTbSizeMiB };
   const vm = await phases.run("resume-launch", () => launchVm(ctx.qemu.binary, plan, ctx.paths));
   env.track(vm.pid);
   const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
@@ -102,6 +110,7 @@ export async function sharingRun(
   snapshot: PublishedSnapshot,
   ramMiB: number,
   guests: number,
+  tcgTbSizeMiB?: number | null,
 ): Promise<SharingRun> {
   const configs = Array.from({ length: guests }, (_, i) =>
     env.config(
@@ -112,7 +121,7 @@ export async function sharingRun(
   );
   const ramFile = strategy === "template" ? join(snapshot.dir, "ram.bin") : undefined;
   try {
-    const up = await Promise.all(configs.map((c) => resumeOne(c, snapshot, env)));
+    const up = await Promise.all(configs.map((c) => resumeOne(c, snapshot, env, tcgTbSizeMiB)));
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const perGuest = up.map((g) => ({
       toRunningMs: g.toRunningMs,
@@ -122,6 +131,7 @@ export async function sharingRun(
     }));
     return {
       strategy,
+      ...(tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB }),
       guests,
       perGuest,
       totalPssKiB: perGuest.reduce((n, g) => n + g.memory.pssKiB, 0),
@@ -138,30 +148,32 @@ export async function sharingRun(
 export async function sharingSection(
   env: BenchEnv,
   snapshots: Partial<Record<Strategy, PublishedSnapshot>>,
-  plan: { strategy: Strategy; guests: number[] }[],
+  plan: { strategy: Strategy; guests: number[]; tcgTbSizeMiB?: number | null }[],
   ramMiB: number,
   log: (m: string) => void,
 ): Promise<SharingResult> {
   const runs: SharingRun[] = [];
   const failures: string[] = [];
-  for (const { strategy, guests } of plan) {
+  for (const { strategy, guests, tcgTbSizeMiB } of plan) {
     const snapshot = snapshots[strategy];
     if (!snapshot) continue;
+    const what = `${strategy}${tcgTbSizeMiB === null ? " (QEMU's tb-size)" : ""}`;
     for (const n of guests) {
       let r: SharingRun;
       try {
-        r = await sharingRun(env, strategy, snapshot, ramMiB, n);
+        r = await sharingRun(env, strategy, snapshot, ramMiB, n, tcgTbSizeMiB);
       } catch (err) {
-        failures.push(`${strategy} ×${n}: ${(err as Error).message.split("\n")[0]}`);
-        r = await sharingRun(env, strategy, snapshot, ramMiB, n);
+        failures.push(`${what} ×${n}: ${(err as Error).message.split("\n")[0]}`);
+        r = await sharingRun(env, strategy, snapshot, ramMiB, n, tcgTbSizeMiB);
       }
-      log(`sharing ${strategy} ×${n}: total PSS ${Math.round(r.totalPssKiB / 1024)} MiB`);
+      log(`sharing ${what} ×${n}: total PSS ${Math.round(r.totalPssKiB / 1024)} MiB`);
       runs.push(r);
     }
   }
   const extraPerGuest: SharingResult["extraPerGuest"] = [];
-  for (const strategy of new Set(runs.map((r) => r.strategy))) {
-    const mine = runs.filter((r) => r.strategy === strategy);
+  const variants = new Map(runs.map((r) => [`${r.strategy}/${r.tcgTbSizeMiB}`, r] as const));
+  for (const { strategy, tcgTbSizeMiB } of variants.values()) {
+    const mine = runs.filter((r) => r.strategy === strategy && r.tcgTbSizeMiB === tcgTbSizeMiB);
     const one = mine.find((r) => r.guests === 1);
     if (!one) continue;
     for (const r of mine.filter((x) => x.guests > 1)) {
@@ -172,6 +184,7 @@ export async function sharingSection(
           : undefined;
       extraPerGuest.push({
         strategy,
+        ...(tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB }),
         guests: r.guests,
         extraKiB: Math.round(extraKiB),
         firstKiB: one.totalPssKiB,

@@ -115,7 +115,10 @@ export function evaluateTargets(q: QemuResult): TargetFigure[] {
     ),
   );
   const extra = q.sharing?.extraPerGuest
-    .filter((e) => e.strategy === "template")
+    .filter((e) => e.strategy === "template" && e.tcgTbSizeMiB === undefined)
+    .sort((a, b) => b.guests - a.guests)[0];
+  const qemuTb = q.sharing?.extraPerGuest
+    .filter((e) => e.strategy === "template" && e.tcgTbSizeMiB === null)
     .sort((a, b) => b.guests - a.guests)[0];
   out.push(
     figure(
@@ -127,7 +130,11 @@ export function evaluateTargets(q: QemuResult): TargetFigure[] {
         ? {
             num: extra.extraKiB,
             den: extra.firstKiB,
-            measured: `${extra.guests} guests: +${mib(extra.extraKiB)} per extra guest / first ${mib(extra.firstKiB)}`,
+            measured:
+              `${extra.guests} guests: +${mib(extra.extraKiB)} per extra guest / first ${mib(extra.firstKiB)}` +
+              (qemuTb
+                ? `; with QEMU's own tb-size: ${qemuTb.ratio} (+${mib(qemuTb.extraKiB)} / ${mib(qemuTb.firstKiB)})`
+                : ""),
           }
         : undefined,
     ),
@@ -164,6 +171,57 @@ export function evaluateTargets(q: QemuResult): TargetFigure[] {
             measured:
               `${biggest.ramMiB} MiB: pack ${fmt(t.packMs)} / zstd -1 ${fmt(t.plainZstd1.ms)}` +
               (t.packLevel1Ms === undefined ? "" : ` (pack at level 1: ${fmt(t.packLevel1Ms)})`),
+          }
+        : undefined,
+    ),
+  );
+  const seed = q.seed?.seed;
+  const ours = q.seed?.ours;
+  const vs = (f: (x: NonNullable<typeof seed>) => number, what: string) =>
+    seed && ours
+      ? { num: f(ours), den: f(seed), measured: `ours ${fmt(f(ours))} / seed ${fmt(f(seed))}${what}` }
+      : undefined;
+  out.push(
+    figure(
+      q,
+      "seed-rotated",
+      "rotated start (command start → all healthy, whole process) ≤ 0.10 × the seed's",
+      0.1,
+      vs((x) => x.rotated.median, ""),
+    ),
+    figure(
+      q,
+      "seed-unrotated",
+      "unrotated start (EMULATOR_NO_ROTATION=1), whole process ≤ 0.10 × the seed's",
+      0.1,
+      vs((x) => x.unrotated.median, ""),
+    ),
+    figure(
+      q,
+      "capture-overhead",
+      "capture overhead after the guest is healthy ≤ 1 s (ours: migrate + quit + publish)",
+      1000,
+      ours
+        ? {
+            num: ours.captureOverheadMs.median,
+            den: 1,
+            measured: `ours ${fmt(ours.captureOverheadMs.median)}${seed ? `; seed ${fmt(seed.captureOverheadMs.median)} (migrate + zstd)` : ""}`,
+          }
+        : undefined,
+    ),
+  );
+  const cmd = q.command;
+  out.push(
+    figure(
+      q,
+      "command-overhead",
+      "the command's own start-up (--help) ≤ 80 ms above a bare `node -e 0`",
+      80,
+      cmd?.overheadMs !== undefined && cmd.helpMs && cmd.bareNodeMs
+        ? {
+            num: Math.max(cmd.overheadMs, 0),
+            den: 1,
+            measured: `--help ${fmt(cmd.helpMs.median)} − node -e 0 ${fmt(cmd.bareNodeMs.median)}`,
           }
         : undefined,
     ),

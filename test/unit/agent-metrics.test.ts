@@ -14,10 +14,10 @@ describe("the agent's metrics", () => {
     const store = mkdtempSync(join(tmpdir(), "hxe-agent-metrics-"));
     dirs.push(store);
     writeFileSync(join(store, "blob"), Buffer.alloc(1 << 20, 1));
-    let dir: string | undefined;
-    const m = agentMetrics(() => dir);
+    const known: { dir?: string } = {};
+    const m = agentMetrics(() => known.dir);
     expect(await m.render()).toMatch(/^hexclave_emulator_store_bytes 0$/m);
-    dir = store;
+    known.dir = store;
     const text = await m.render();
     const bytes = Number(/^hexclave_emulator_store_bytes (\d+)/m.exec(text)?.[1]);
     expect(bytes).toBeGreaterThanOrEqual(1 << 20);

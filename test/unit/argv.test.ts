@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { buildQemuArgv, escapeOpt, layoutHash, type QemuPlan } from "../../src/engine/qemu/argv.js";
+import {
+  buildQemuArgv,
+  escapeOpt,
+  layoutHash,
+  TCG_TB_SIZE_MIB,
+  type QemuPlan,
+} from "../../src/engine/qemu/argv.js";
 
 const base: QemuPlan = {
   layout: "capture",
@@ -49,7 +55,22 @@ describe("the QEMU argv builder", () => {
     );
     expect(capture).toContain("memory-backend-file,id=ram0,size=1024M,mem-path=/snap/tmp/ram.bin,share=on");
     expect(resume).toContain("share=off");
-    expect(capture).toContain("pc-q35-7.2,accel=tcg,memory-backend=ram0");
+    expect(capture).toContain("-machine pc-q35-7.2,memory-backend=ram0");
+  });
+
+  it("bounds TCG's translation buffer, and leaves it out of the layout hash", () => {
+    const after = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+    expect(after(buildQemuArgv(base), "-accel")).toBe(`tcg,tb-size=${TCG_TB_SIZE_MIB}`);
+    expect(after(buildQemuArgv({ ...base, tcgTbSizeMiB: 16 }), "-accel")).toBe("tcg,tb-size=16");
+    // QEMU's own default: the accelerator on -machine, as before there was a tb-size.
+    const qemuDefault = buildQemuArgv({ ...base, tcgTbSizeMiB: null });
+    expect(qemuDefault).not.toContain("-accel");
+    expect(after(qemuDefault, "-machine")).toBe("pc-q35-7.2,accel=tcg,memory-backend=ram0");
+    const kvm = buildQemuArgv({ ...base, accelerator: "kvm" });
+    expect(kvm).not.toContain("-accel");
+    expect(after(kvm, "-machine")).toBe("pc-q35-7.2,accel=kvm,memory-backend=ram0");
+    expect(layoutHash({ ...base, tcgTbSizeMiB: 16 })).toBe(layoutHash(base));
+    expect(layoutHash({ ...base, tcgTbSizeMiB: null })).toBe(layoutHash(base));
   });
 
   it("stacks base, capture layer and session overlay with explicit backing links", () => {

@@ -6,12 +6,10 @@
 import { homedir } from "node:os";
 import { parseArgs } from "node:util";
 import { describeError, EngineError } from "../errors.js";
-import { loadConfig, type EmulatorConfig } from "../config/index.js";
+import type { EmulatorConfig } from "../config/index.js";
 import { CONFIG_FLAGS, FLAG_NAMES, VERB_FLAGS, overridesFromFlags } from "./flags.js";
 import { VERBS, type Verb } from "./verbs.js";
 import type { EngineEvent } from "../lifecycle/events.js";
-import { setProtocolTrace } from "../qemu/trace.js";
-import { stringifyJson } from "../qemu/jsonl-transport.js";
 
 /** HEXCLAVE_EMULATOR_DEBUG=1: QMP and guest agent traffic (secrets redacted) and error causes on stderr. */
 export function debugEnabled(env: NodeJS.ProcessEnv): boolean {
@@ -87,12 +85,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const json = values.json === true;
   const log = (s: string) => (json ? console.error(s) : console.log(s));
   const debug = debugEnabled(env);
-  if (debug) {
-    setProtocolTrace((peer, direction, message) =>
+  // Loaded here, not at the top: --help and flag errors need neither zod nor the engine.
+  const trace = debug ? await import("../qemu/trace.js") : undefined;
+  if (trace) {
+    const { stringifyJson } = await import("../qemu/jsonl-transport.js");
+    trace.setProtocolTrace((peer, direction, message) =>
       console.error(`[debug] ${peer} ${direction === "send" ? "->" : "<-"} ${stringifyJson(message)}`),
     );
   }
   try {
+    const { loadConfig } = await import("../config/index.js");
     const config: EmulatorConfig = loadConfig({
       env,
       overrides: overridesFromFlags(values),
@@ -116,6 +118,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (debug) for (const c of causes(err)) console.error(`[debug] caused by: ${c}`);
     return 1;
   } finally {
-    if (debug) setProtocolTrace(undefined);
+    trace?.setProtocolTrace(undefined);
   }
 }

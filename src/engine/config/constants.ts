@@ -32,3 +32,9 @@ export function guestPorts(portPrefix: number, mockOauthHostPort: number): Recor
     mockOauth: mockOauthHostPort,
   };
 }
+
+/** A string with no leading/trailing blanks and no control characters. */
+export function isCleanString(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return s.length > 0 && s.trim() === s && !/[\u0000-\u001f\u007f]/.test(s);
+}

@@ -6,7 +6,7 @@ import {
   SNAPSHOT_MODES,
   STRATEGIES,
   isCleanString,
-} from "./schema.js";
+} from "./constants.js"; // not schema.ts: the command's --help must not load zod
 import { STORE_BUDGET_RULE, parseStoreBudget } from "../snapshot/budget.js";
 
 /** Marks a string that does not parse; the caller reports the field's rule. */

@@ -2,16 +2,13 @@ import { isIP } from "node:net";
 import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { distinctGuestPorts, distinctHostPorts, hostSharePath, unlessIssuesUnder } from "./checks.js";
-import { ARCHES, HOST_SHARE_MODES, LIMITS, SNAPSHOT_MODES, STRATEGIES } from "./constants.js";
+import { ARCHES, HOST_SHARE_MODES, LIMITS, SNAPSHOT_MODES, STRATEGIES, isCleanString } from "./constants.js";
+
+export { isCleanString };
 import type { ServiceName } from "./constants.js";
 import { parseStoreBudget } from "../snapshot/budget.js";
 
 const whole = ([min, max]: readonly [number, number]) => z.number().int().min(min).max(max);
-/** A string with no leading/trailing blanks and no control characters. */
-export function isCleanString(s: string): boolean {
-  // eslint-disable-next-line no-control-regex
-  return s.length > 0 && s.trim() === s && !/[\u0000-\u001f\u007f]/.test(s);
-}
 const cleanString = z.string().refine(isCleanString);
 const absolutePath = cleanString.refine((p) => isAbsolute(p));
 const port = whole(LIMITS.port);

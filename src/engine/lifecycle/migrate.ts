@@ -68,14 +68,24 @@ export async function captureState(qmp: QmpClient, spec: MigrationSpec, timeoutM
   }
 }
 
-/** Loads a snapshot into a QEMU started with `-incoming defer -S`, then runs it. */
-export async function resumeState(qmp: QmpClient, spec: MigrationSpec, timeoutMs: number): Promise<void> {
+/**
+ * Loads a snapshot into a QEMU started with `-incoming defer -S`, then runs it.
+ * `whilePaused` runs between the loaded state and `cont` (hot-plugging a
+ * device there costs the running guest nothing).
+ */
+export async function resumeState(
+  qmp: QmpClient,
+  spec: MigrationSpec,
+  timeoutMs: number,
+  whilePaused?: () => Promise<void>,
+): Promise<void> {
   await configure(qmp, spec);
   const done = qmp.waitForEvent<MigrationEventData>("MIGRATION", (e) => isTerminal(e.data.status), {
     timeoutMs,
   });
   await qmp.execute("migrate-incoming", { uri: spec.incomingUri });
   await awaitOutcome(qmp, done, "incoming migration");
+  await whilePaused?.();
   const status = await qmp.queryStatus();
   if (status.running) return;
   const resumed = qmp.waitForEvent("RESUME", undefined, { timeoutMs: 30_000 });

@@ -1,10 +1,10 @@
 /**
  * Resume: a fresh session overlay on the snapshot's disk layer, QEMU with
- * `-incoming defer -S`, the state migrated in, the guest continued, its
- * clock set, the host share hot-plugged and mounted.
+ * `-incoming defer -S`, the state migrated in, the host share's device
+ * plugged and the agent's socket opened while the guest is still paused,
+ * then `cont`. The guest steps after it are in post-resume.ts.
  */
 import type { PublishedSnapshot } from "../snapshot/store.js";
-import type { GuestAgent } from "../qemu/qga.js";
 import { EngineError } from "../errors.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
@@ -13,20 +13,31 @@ import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
 import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
 import { resumeState } from "./migrate.js";
-import { connectAgent, vmDirHost, writeRuntimeIso } from "./boot.js";
+import { vmDirHost, writeRuntimeIso } from "./boot.js";
+import { GuestAgent } from "../qemu/qga.js";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { isAlive } from "../qemu/process.js";
 import { QmpClosedError } from "../qemu/protocol-errors.js";
-import { mountHostShare, waitForVirtioDriver } from "../guest/host-share.js";
 
 /** A failure that says the snapshot itself is bad: it is quarantined. */
 export class SnapshotUnusableError extends EngineError {}
 
-export interface Resumed {
-  vm: LaunchedVm;
-  agent: GuestAgent;
+/** A resumed VM, with what was done for the guest before `cont`. */
+export interface ResumedVm extends LaunchedVm {
+  /** The agent's socket, opened while paused (not yet synchronised). */
+  earlyAgent?: Promise<GuestAgent> | undefined;
+  /** The 9p device was hot-plugged before `cont`. */
+  sharePlugged?: boolean | undefined;
 }
+
+export const HOSTFS_DEVICE = {
+  driver: "virtio-9p-pci",
+  id: "hostfs-dev",
+  fsdev: "hostfs",
+  mount_tag: "hostfs",
+  bus: "hostfs-port",
+} as const;
 
 /** `use`: the snapshot's use lock (SnapshotStore.use), handed to QEMU to hold while it runs. */
 export async function resumeVm(
@@ -34,7 +45,7 @@ export async function resumeVm(
   snapshot: PublishedSnapshot,
   phases: Phases,
   use?: { fd: number },
-): Promise<LaunchedVm> {
+): Promise<ResumedVm> {
   const { config, paths } = ctx;
   const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
   await phases.run("resume-prepare", async () => {
@@ -50,9 +61,26 @@ export async function resumeVm(
   };
   const vm = await phases.run("resume-launch", () => ctx.deps.launch(ctx.qemu.binary, plan, paths));
   const spec = migrationSpec(ctx.strategy, ctx.qemu, snapshot.dir, plan.cpus);
+  const resumed: ResumedVm = vm;
+  // While paused: the guest sees the device at `cont` (its driver binds
+  // during the agent's wake-up), and the agent's socket is open already.
+  // Neither failing is the snapshot's fault: both are retried after `cont`.
+  const whilePaused = async (): Promise<void> => {
+    resumed.earlyAgent = GuestAgent.connect(paths.qgaSocket, { timeoutMs: 10_000 });
+    resumed.earlyAgent.catch(() => undefined);
+    if (!hostShareOf(ctx)) return;
+    resumed.sharePlugged = await vm.qmp.execute("device_add", { ...HOSTFS_DEVICE }).then(
+      () => true,
+      () => false,
+    );
+  };
   try {
-    await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000));
+    await phases.run("resume-migrate", () => resumeState(vm.qmp, spec, 5 * 60_000, whilePaused));
   } catch (err) {
+    void resumed.earlyAgent?.then(
+      (a) => a.close(),
+      () => undefined,
+    );
     const killed = await killedFromOutside(vm, err);
     if (killed) {
       // Not the snapshot's fault: it is kept, and this start falls back.
@@ -70,34 +98,7 @@ export async function resumeVm(
       },
     );
   }
-  return vm;
-}
-
-/**
- * After the guest runs again: agent, clock, host share. Fatal here (the
- * contract's): a silent agent, a failed contract-form mount. Optional (see
- * guest/clock.ts, guest/host-share.ts): setting the clock, the share's --path.
- */
-export async function reattachGuest(ctx: EngineContext, vm: LaunchedVm, phases: Phases): Promise<GuestAgent> {
-  const agent = await phases.run("agent", () => connectAgent(ctx, 30_000));
-  const clock = await phases.run("clock", () => ctx.deps.syncClock(agent));
-  if (clock.method === "none") phases.skip("clock", `the guest clock was not set (${clock.reason})`);
-  const share = hostShareOf(ctx);
-  if (share) {
-    await phases.run("host-share", async () => {
-      await vm.qmp.execute("device_add", {
-        driver: "virtio-9p-pci",
-        id: "hostfs-dev",
-        fsdev: "hostfs",
-        mount_tag: "hostfs",
-        bus: "hostfs-port",
-      });
-      const driver = await waitForVirtioDriver(vm.qmp, "hostfs-dev", ctx.deps);
-      const mounted = await mountHostShare(agent, share.path, ctx.deps, 20_000, driver);
-      if (mounted.degraded) phases.skip("host-share-path", mounted.degraded);
-    });
-  }
-  return agent;
+  return resumed;
 }
 
 /** Signals that come from outside QEMU (a crash while loading a bad stream would be SIGSEGV/SIGABRT or an exit). */

@@ -1,6 +1,7 @@
 /** The snapshot key of a context: everything that makes a snapshot valid. */
 import { createHash } from "node:crypto";
 import { readdirSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { imageDigest } from "../snapshot/image-digest.js";
 import { qemuDataDirs, romFiles } from "../host/probe.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey, type SnapshotKeyParts } from "../snapshot/key.js";
@@ -43,7 +44,12 @@ async function qemuBuild(ctx: EngineContext): Promise<string> {
   return `sha256:${await imageDigest(ctx.qemu.binary, { cacheDir: ctx.cacheDir })}`;
 }
 
-/** sha256 over the name and content digest of every ROM image QEMU would load (see probe.ts). */
+/**
+ * sha256 over the name and content digest of every ROM image QEMU would load (see probe.ts).
+ * They are small (a few MiB in all) and hashed afresh, all at once: through the image-digest
+ * cache they took hundreds of milliseconds one after another, and their few dozen entries
+ * pushed the base image's digest out of that cache.
+ */
 async function romDigest(ctx: EngineContext): Promise<string> {
   const list = (dir: string) => {
     try {
@@ -52,12 +58,18 @@ async function romDigest(ctx: EngineContext): Promise<string> {
       return [];
     }
   };
-  const h = createHash("sha256");
   const dirs = ctx.qemu.dataDirs ?? (await qemuDataDirs(ctx.qemu.binary));
-  for (const file of romFiles(dirs, list)) {
-    const digest = await imageDigest(file, { cacheDir: ctx.cacheDir }).catch(() => "unreadable");
-    h.update(`${file.slice(file.lastIndexOf("/") + 1)} ${digest}\n`);
-  }
+  const files = romFiles(dirs, list);
+  const digests = await Promise.all(
+    files.map((f) =>
+      readFile(f).then(
+        (b) => createHash("sha256").update(b).digest("hex"),
+        () => "unreadable",
+      ),
+    ),
+  );
+  const h = createHash("sha256");
+  files.forEach((file, i) => h.update(`${file.slice(file.lastIndexOf("/") + 1)} ${digests[i]}\n`));
   return h.digest("hex");
 }
 

@@ -18,7 +18,8 @@ import { keyOf } from "./snapshot-key.js";
 import { capture } from "./capture.js";
 import type { EngineDeps } from "./deps.js";
 import { afterSnapshotFailure, needsLookup, planBoot, type BootInput } from "./boot-plan.js";
-import { reattachGuest, resumeVm, SnapshotUnusableError } from "./resume.js";
+import { resumeVm, SnapshotUnusableError } from "./resume.js";
+import { settleResumedGuest } from "./post-resume.js";
 import { connectAgent, finishGuest, launchCold } from "./boot.js";
 import { endVm, reclaimRunDir } from "./stop.js";
 import { whileRunning, type LaunchedVm } from "./launch.js";
@@ -175,12 +176,11 @@ async function boot(ctx: EngineContext, phases: Phases, options: StartOptions): 
   }
   let vm: LaunchedVm | undefined;
   try {
-    vm = await resumeVm(ctx, snapshot, phases, use);
-    const resumed = vm;
-    const agent = await reattachGuest(ctx, vm, phases);
+    const resumed = await resumeVm(ctx, snapshot, phases, use);
+    vm = resumed;
     const ready = await whileRunning(resumed, ctx.paths, "the resumed guest's setup", (signal) =>
-      finishGuest(ctx, agent, phases, config.snapshotReadyTimeoutSec, secrets, signal),
-    ).finally(() => agent.close());
+      settleResumedGuest(ctx, resumed, phases, config.snapshotReadyTimeoutSec, secrets, signal),
+    );
     vm.qmp.close();
     return { bootMode: "resume", snapshotKey: key, strategy: ctx.strategy, captured, ...ready };
   } catch (err) {

@@ -63,7 +63,20 @@ export interface QemuPlan {
    * still reads its files however the engine's process ends.
    */
   holdFds?: readonly number[] | undefined;
+  /**
+   * TCG's translation buffer, MiB (`-accel tcg,tb-size=`). Undefined: the
+   * engine's default (TCG_TB_SIZE_MIB); null: QEMU's own (1 GiB on 64-bit
+   * hosts). Host-only: not guest state, not in the layout hash.
+   */
+  tcgTbSizeMiB?: number | null | undefined;
 }
+
+/**
+ * The translation buffer fills with code the guest runs and is private to
+ * each QEMU: with QEMU's 1 GiB default it was most of what an extra guest
+ * from one template costs. Smaller is flushed and refilled more often.
+ */
+export const TCG_TB_SIZE_MIB = 64;
 
 /** QEMU's option syntax escapes a comma by doubling it. */
 export function escapeOpt(value: string): string {
@@ -122,8 +135,11 @@ function readOnlyRaw(node: string, path: string, id: string): string[] {
 function machineArgs(plan: QemuPlan): string[] {
   const snapshot = plan.layout !== "cold";
   const template = snapshot && plan.strategy === "template";
-  const machine = [plan.machineType, `accel=${plan.accelerator}`];
-  const args: string[] = [];
+  const tb = plan.tcgTbSizeMiB === undefined ? TCG_TB_SIZE_MIB : plan.tcgTbSizeMiB;
+  const tbSize = plan.accelerator === "tcg" && tb !== null;
+  // -accel and -machine accel= exclude each other; -accel only when it says more.
+  const machine = tbSize ? [plan.machineType] : [plan.machineType, `accel=${plan.accelerator}`];
+  const args: string[] = tbSize ? ["-accel", `tcg,tb-size=${tb}`] : [];
   if (template) {
     if (plan.ramFile === undefined) throw new Error("argv: the template strategy needs a RAM file");
     machine.push("memory-backend=ram0");
@@ -226,6 +242,7 @@ export function layoutHash(plan: QemuPlan): string {
     serialLog: "<serial>",
     hostShare: undefined,
     firmware: plan.firmware === undefined ? undefined : "<firmware>",
+    tcgTbSizeMiB: null,
   };
   return createHash("sha256")
     .update(JSON.stringify(buildQemuArgv(neutral)))
