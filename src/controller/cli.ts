@@ -3,7 +3,8 @@
  *   controller [--config <file>]   the controller (in-cluster or $KUBECONFIG)
  *   agent                          the engine inside an Emulator's Pod (config from env)
  *   warm                           the warm-up DaemonSet: capture into the node's store, then idle
- *   crd                            prints the Emulator CRD as JSON (kubectl apply -f -)
+ *   crd                            prints the CRDs (Emulator, EmulatorPool, EmulatorClaim) as a JSON
+ *                                  List (kubectl apply -f -)
  */
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseArgs } from "node:util";
@@ -12,6 +13,7 @@ import { runAgent } from "./agent/agent.js";
 import { runWarm } from "./agent/warm.js";
 import { EmulatorController, jsonLogger } from "./controller.js";
 import { emulatorCrd } from "./crd/manifest.js";
+import { claimCrd, poolCrd } from "./crd/pool-manifest.js";
 import { loadControllerOptions } from "./options.js";
 
 export async function k8sMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -56,7 +58,9 @@ export async function k8sMain(argv: string[], env: NodeJS.ProcessEnv = process.e
       return exited;
     }
     case "crd":
-      process.stdout.write(`${JSON.stringify(emulatorCrd(), null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ apiVersion: "v1", kind: "List", items: [emulatorCrd(), poolCrd(), claimCrd()] }, null, 2)}\n`,
+      );
       return 0;
     default:
       process.stderr.write("usage: hexclave-emulator-k8s controller [--config file] | agent | warm | crd\n");

@@ -4,7 +4,9 @@
  * add, update and delete wake its Emulator's reconcile); workers (only on the
  * leader) run the reconcile, one key at a time per key, retrying failures
  * with per-item exponential backoff. /healthz, /readyz and /metrics on one
- * HTTP port.
+ * HTTP port. EmulatorPools and EmulatorClaims have informers and keys of
+ * their own in the same queue (`pool:ns/name`, `claim:ns/name`); an
+ * Emulator's change also wakes the pool it belongs to and the claim it serves.
  */
 import type {
   KubeConfig,
@@ -16,6 +18,16 @@ import type {
 } from "@kubernetes/client-node";
 import { realClock, type Clock } from "./clock.js";
 import { GROUP, PLURAL, VERSION, type Emulator } from "./crd/types.js";
+import {
+  CLAIM_LABEL,
+  CLAIM_PLURAL,
+  POOL_LABEL,
+  POOL_PLURAL,
+  type EmulatorClaim,
+  type EmulatorPool,
+} from "./crd/pool-types.js";
+import { ClaimReconciler } from "./pool/claim-reconciler.js";
+import { PoolReconciler } from "./pool/pool-reconciler.js";
 import { controllerApi, type ControllerApi } from "./kube/client.js";
 import { KubeError } from "./kube/errors.js";
 import { ResilientInformer } from "./kube/informer.js";
@@ -28,7 +40,7 @@ import { startProbeServer, type ProbeServer } from "./http/probe-server.js";
 import { WorkQueue } from "./queue/work-queue.js";
 import { defaultControllerRateLimiter, type RateLimiter } from "./queue/rate-limit.js";
 import { eventRecorder } from "./reconcile/events.js";
-import { Reconciler } from "./reconcile/reconciler.js";
+import { Reconciler, splitKey } from "./reconcile/reconciler.js";
 import { httpReportFetcher, type ReportFetcher } from "./reconcile/report.js";
 
 export type Logger = (
@@ -75,8 +87,12 @@ export class EmulatorController {
   readonly pods: ResilientInformer<V1Pod>;
   readonly services: ResilientInformer<V1Service>;
   readonly secrets: ResilientInformer<V1Secret> | undefined;
+  readonly pools: ResilientInformer<KubernetesObject>;
+  readonly claims: ResilientInformer<KubernetesObject>;
   readonly api: ControllerApi;
   readonly reconciler: Reconciler;
+  readonly poolReconciler: PoolReconciler;
+  readonly claimReconciler: ClaimReconciler;
   private readonly elector: LeaderElector | undefined;
   private readonly log: Logger;
   private server: ProbeServer | undefined;
@@ -156,7 +172,33 @@ export class EmulatorController {
           },
         )
       : undefined;
-    this.emulators.onChange((_t, o) => this.queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`));
+    const crdPath = (plural: string) =>
+      ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}` : `/apis/${GROUP}/${VERSION}/${plural}`;
+    this.pools = new ResilientInformer(
+      POOL_PLURAL,
+      kc,
+      crdPath(POOL_PLURAL),
+      () => this.api.listPools(ns) as unknown as Promise<KubernetesListObject<KubernetesObject>>,
+      backoff,
+    );
+    this.claims = new ResilientInformer(
+      CLAIM_PLURAL,
+      kc,
+      crdPath(CLAIM_PLURAL),
+      () => this.api.listClaims(ns) as unknown as Promise<KubernetesListObject<KubernetesObject>>,
+      backoff,
+    );
+    const labels = (o: KubernetesObject) => o.metadata?.labels ?? {};
+    /** The pool an Emulator is an instance of, and the claim it serves, hear of its changes. */
+    const wakeRelated = (o: KubernetesObject) => {
+      const n = o.metadata?.namespace;
+      if (labels(o)[POOL_LABEL]) this.queue.add(poolKey(n, labels(o)[POOL_LABEL]!));
+      if (labels(o)[CLAIM_LABEL]) this.queue.add(claimKey(n, labels(o)[CLAIM_LABEL]!));
+    };
+    this.emulators.onChange((_t, o) => {
+      this.queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+      wakeRelated(o);
+    });
     const owned = [this.pods, this.services, ...(this.secrets ? [this.secrets] : [])];
     for (const inf of owned as ResilientInformer<V1Pod | V1Service | V1Secret>[]) {
       inf.onChange((_t, o) => {
@@ -164,6 +206,24 @@ export class EmulatorController {
         if (owner) this.queue.add(`${o.metadata?.namespace}/${owner}`);
       });
     }
+    // A pool hears of its instances' Pods (one that cannot be scheduled is in the pool's status).
+    this.pods.onChange((_t, o) => {
+      if (labels(o)[POOL_LABEL]) this.queue.add(poolKey(o.metadata?.namespace, labels(o)[POOL_LABEL]!));
+    });
+    this.pools.onChange((_t, o) => {
+      const n = o.metadata?.namespace;
+      this.queue.add(poolKey(n, o.metadata?.name ?? ""));
+      // Claims waiting for this pool to exist.
+      for (const c of this.claims.list(n) as unknown as EmulatorClaim[])
+        if (c.spec?.poolName === o.metadata?.name && !c.status?.emulatorName)
+          this.queue.add(claimKey(n, c.metadata.name ?? ""));
+    });
+    this.claims.onChange((_t, o) => {
+      const c = o as unknown as EmulatorClaim;
+      this.queue.add(claimKey(c.metadata.namespace, c.metadata.name ?? ""));
+      if (c.spec?.poolName) this.queue.add(poolKey(c.metadata.namespace, c.spec.poolName));
+    });
+    const events = eventRecorder(this.api, options.identity ?? "controller", (msg) => this.log("warn", msg));
     this.reconciler = new Reconciler({
       api: this.api,
       caches: {
@@ -173,9 +233,30 @@ export class EmulatorController {
       },
       options,
       fetchReport: deps.fetchReport ?? httpReportFetcher(options.reportTimeoutMs),
-      events: eventRecorder(this.api, options.identity ?? "controller", (msg) => this.log("warn", msg)),
+      events,
       metrics: m,
       now: () => new Date(clock.now()),
+      log: (msg) => this.log("info", msg),
+    });
+    const poolCaches = {
+      pool: (n: string, name: string) => this.pools.get(name, n) as unknown as EmulatorPool | undefined,
+      claim: (n: string, name: string) => this.claims.get(name, n) as unknown as EmulatorClaim | undefined,
+      pod: (n: string, name: string) => this.pods.get(name, n),
+      emulators: (n: string) => this.emulators.list(n) as unknown as Emulator[],
+    };
+    const now = () => new Date(clock.now());
+    this.poolReconciler = new PoolReconciler({
+      api: this.api,
+      caches: poolCaches,
+      events,
+      now,
+      log: (msg) => this.log("info", msg),
+    });
+    this.claimReconciler = new ClaimReconciler({
+      api: this.api,
+      caches: poolCaches,
+      events,
+      now,
       log: (msg) => this.log("info", msg),
     });
     const le = options.leaderElection;
@@ -199,6 +280,8 @@ export class EmulatorController {
   synced(): boolean {
     return (
       this.emulators.hasSynced() &&
+      this.pools.hasSynced() &&
+      this.claims.hasSynced() &&
       this.pods.hasSynced() &&
       this.services.hasSynced() &&
       (this.secrets?.hasSynced() ?? true)
@@ -217,7 +300,14 @@ export class EmulatorController {
         json: { "/leader": () => ({ leader: this.leading, identity: this.options.identity }) },
       });
     }
-    const informers = [this.emulators, this.pods, this.services, ...(this.secrets ? [this.secrets] : [])];
+    const informers = [
+      this.emulators,
+      this.pools,
+      this.claims,
+      this.pods,
+      this.services,
+      ...(this.secrets ? [this.secrets] : []),
+    ];
     await Promise.all(informers.map((i) => i.start()));
     await Promise.all(informers.map((i) => i.waitForSync(60_000)));
     if (!this.elector) {
@@ -249,7 +339,14 @@ export class EmulatorController {
     await this.electionRun;
     this.queue.shutDown();
     await Promise.all(this.workers);
-    await Promise.all([this.emulators.stop(), this.pods.stop(), this.services.stop(), this.secrets?.stop()]);
+    await Promise.all([
+      this.emulators.stop(),
+      this.pools.stop(),
+      this.claims.stop(),
+      this.pods.stop(),
+      this.services.stop(),
+      this.secrets?.stop(),
+    ]);
     await this.server?.close();
   }
 
@@ -258,6 +355,9 @@ export class EmulatorController {
     this.metrics.leader.set(1);
     // Everything known so far: the informers' adds may have come before we led.
     for (const e of this.emulators.list()) this.queue.add(`${e.metadata?.namespace}/${e.metadata?.name}`);
+    for (const p of this.pools.list()) this.queue.add(poolKey(p.metadata?.namespace, p.metadata?.name ?? ""));
+    for (const c of this.claims.list())
+      this.queue.add(claimKey(c.metadata?.namespace, c.metadata?.name ?? ""));
     for (let i = 0; i < this.options.workers; i++) this.workers.push(this.worker());
     this.deps.hooks?.startedLeading?.();
   }
@@ -274,11 +374,20 @@ export class EmulatorController {
     }
   }
 
+  private reconcileKey(key: string) {
+    const kind = /^(pool|claim):/.exec(key)?.[1];
+    if (!kind) return this.reconciler.reconcile(key);
+    const [namespace, name] = splitKey(key.slice(kind.length + 1));
+    return kind === "pool"
+      ? this.poolReconciler.reconcile(namespace, name)
+      : this.claimReconciler.reconcile(namespace, name);
+  }
+
   private async processOne(key: string): Promise<void> {
     const m = this.metrics;
     const t0 = performance.now();
     try {
-      const result = await this.reconciler.reconcile(key);
+      const result = await this.reconcileKey(key);
       if (result.requeue) {
         this.queue.addRateLimited(key);
       } else {
@@ -303,3 +412,7 @@ export class EmulatorController {
     }
   }
 }
+
+/** Work-queue keys of the pool kinds (an Emulator's key is plain `namespace/name`). */
+export const poolKey = (namespace: string | undefined, name: string): string => `pool:${namespace}/${name}`;
+export const claimKey = (namespace: string | undefined, name: string): string => `claim:${namespace}/${name}`;

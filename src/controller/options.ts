@@ -50,6 +50,8 @@ export const AgentOptions = z.object({
   tolerations: z.array(Toleration).default([]),
   priorityClassName: z.string().optional(),
   stopGraceSec: z.number().int().min(0).max(3600).default(30),
+  /** With the warm-up DaemonSet: prefer nodes whose warm-up Pod (in this namespace) is marked warmed. */
+  preferWarmNodesIn: z.string().optional(),
   serviceAccountName: z.string().optional(),
 });
 export type AgentOptions = z.infer<typeof AgentOptions>;

@@ -26,11 +26,24 @@ export function controllerPermissions(watchSecrets: boolean): readonly Permissio
 }
 
 export const CONTROLLER_PERMISSIONS: readonly Permission[] = [
-  // Informer (list, watch); finalizer add/remove (update); spec.ttlSeconds expiry (delete).
-  { group: "emulator.hexclave.com", resource: "emulators", verbs: ["list", "watch", "update", "delete"] },
+  // Informer (list, watch); finalizer add/remove and a claim's bind (update); spec.ttlSeconds expiry
+  // and a used pool instance (delete); pool instances and claims' on-demand Emulators (create).
+  {
+    group: "emulator.hexclave.com",
+    resource: "emulators",
+    verbs: ["list", "watch", "create", "update", "delete"],
+  },
   { group: "emulator.hexclave.com", resource: "emulators/status", verbs: ["update"] },
   // Owner references with blockOwnerDeletion need update on the owner's finalizers subresource.
   { group: "emulator.hexclave.com", resource: "emulators/finalizers", verbs: ["update"] },
+  // Warm pools and their claims: informers, and status. Their Emulators' owner references block
+  // the owner's deletion, which needs update on its finalizers.
+  { group: "emulator.hexclave.com", resource: "emulatorpools", verbs: ["list", "watch"] },
+  { group: "emulator.hexclave.com", resource: "emulatorpools/status", verbs: ["update"] },
+  { group: "emulator.hexclave.com", resource: "emulatorpools/finalizers", verbs: ["update"] },
+  { group: "emulator.hexclave.com", resource: "emulatorclaims", verbs: ["list", "watch"] },
+  { group: "emulator.hexclave.com", resource: "emulatorclaims/status", verbs: ["update"] },
+  { group: "emulator.hexclave.com", resource: "emulatorclaims/finalizers", verbs: ["update"] },
   // list also reads one Pod or Service by name (a field selector) to see whose it is: no get needed.
   { group: "", resource: "pods", verbs: ["list", "watch", "create", "delete"] },
   { group: "", resource: "services", verbs: ["list", "watch", "create", "update", "delete"] },

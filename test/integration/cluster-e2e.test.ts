@@ -28,9 +28,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CoordinationV1Api, type KubeConfig, type V1Lease, type V1Pod } from "@kubernetes/client-node";
 import {
+  claimManifest,
+  claimReady,
   ClusterView,
   conditionOf,
   emulatorManifest,
+  poolManifest,
+  readyInstances,
   readyOrDegraded,
   Signal,
 } from "../support/controller-env.js";
@@ -188,6 +192,8 @@ afterAll(async () => {
         "delete",
         "crd",
         "emulators.emulator.hexclave.com",
+        "emulatorpools.emulator.hexclave.com",
+        "emulatorclaims.emulator.hexclave.com",
         "--ignore-not-found",
         "--timeout=60s",
       ]),
@@ -737,6 +743,300 @@ describe("the chart on a real one-node cluster, end to end", () => {
     // No finalizer is left to hold anything: the namespace goes at once.
     cluster.kubectl(["delete", "namespace", NS, "--timeout=120s"]);
     times["helm uninstall → nothing left"] = seconds(t0);
+  }, 300_000);
+});
+
+/**
+ * Warm pools on the real cluster: the chart installed again (the same flags), an EmulatorPool of
+ * two filled by real agents (resumed, rotated to their own keys), claims bound at once, an
+ * instance destroyed with its claim and replaced, a claim on an empty pool started on demand, a
+ * scale-down that spares claimed instances. The node has 2 cores: maxCreating 1 keeps at most
+ * three emulators running at once.
+ */
+describe("warm pools on a real one-node cluster: EmulatorPool and EmulatorClaim", () => {
+  const POOLS_NS = "e2e-pools";
+  let view: ClusterView;
+  const template = { image: GUEST, resources: { memory: "512Mi", cpus: 1 } };
+  const applyPool = (replicas: number) =>
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      poolManifest("warm", POOLS_NS, { template, replicas, maxCreating: 1 }),
+    );
+  const applyClaims = (...names: string[]) =>
+    cluster.kubectl(["apply", "-f", "-"], names.map((n) => claimManifest(n, POOLS_NS, "warm")).join("\n"));
+  const instances = () =>
+    view
+      .emulators()
+      .filter(
+        (e) => e.metadata.labels?.["emulator.hexclave.com/pool"] === "warm" && !e.metadata.deletionTimestamp,
+      );
+  const detail = () =>
+    `pool ${JSON.stringify(view.pool("warm")?.status)}; instances ${JSON.stringify(
+      instances().map((e) => [e.metadata.name, e.status?.phase, conditionOf(e, "Ready")?.message]),
+    )}`;
+  /** The pool with `n` ready, unclaimed instances (and the pool's status saying so). */
+  const filled = (n: number, timeoutMs = 240_000) =>
+    view.until(
+      `pool warm with ${n} ready`,
+      () =>
+        readyInstances(view, "warm").length === n && view.pool("warm")?.status?.ready === n
+          ? readyInstances(view, "warm")
+          : undefined,
+      timeoutMs,
+      detail,
+    );
+  const publishableKey = (secret: string) =>
+    Buffer.from(view.secret(secret)!.data!.publishableClientKey!, "base64").toString();
+  /** kB of a process's Pss and Rss (smaps_rollup: shared pages counted once across processes). */
+  const memoryOf = (pid: number) => {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+    return { pss: kb("Pss"), rss: kb("Rss") };
+  };
+
+  beforeAll(async () => {
+    // The first describe removed the node store: the guest image goes back (the first instance captures).
+    mkdirSync(`${STORE}/images`, { recursive: true });
+    if (!existsSync(GUEST)) {
+      copyFileSync(testGuestImage(), GUEST);
+      chmodSync(GUEST, 0o644);
+    }
+    cluster.kubectl(["delete", "namespace", POOLS_NS, "--ignore-not-found", "--timeout=120s"]);
+    cluster.kubectl(["create", "namespace", POOLS_NS]);
+    cluster.kubectl(["label", "namespace", POOLS_NS, "pod-security.kubernetes.io/enforce=privileged"]);
+    if (!cluster.getJson(["namespace", RELEASE_NS])) {
+      cluster.kubectl(["create", "namespace", RELEASE_NS]);
+      cluster.kubectl(["label", "namespace", RELEASE_NS, "pod-security.kubernetes.io/enforce=restricted"]);
+    }
+    const t0 = performance.now();
+    cluster.helm([
+      "install",
+      RELEASE,
+      join(REPO_ROOT, "charts/hexclave-emulator"),
+      "-n",
+      RELEASE_NS,
+      "--set",
+      "image.pullPolicy=Never",
+      "--set",
+      "agent.kvm.mode=none",
+      "--set",
+      "agent.cpuRequestPercent=40",
+    ]);
+    cluster.kubectl([
+      "wait",
+      "--for=condition=Available",
+      `deployment/${RELEASE}`,
+      "-n",
+      RELEASE_NS,
+      "--timeout=240s",
+    ]);
+    times["pools: helm install → controller Available"] = seconds(t0);
+    view = new ClusterView(cluster.admin(), POOLS_NS, { pools: true });
+    await view.start();
+  }, 600_000);
+
+  afterAll(async () => {
+    await view?.stop();
+    if (!cluster) return;
+    quietly(() =>
+      cluster.kubectl(["delete", "emulatorclaims,emulatorpools", "--all", "-n", POOLS_NS, "--timeout=120s"]),
+    );
+    quietly(() => cluster.kubectl(["delete", "emulators", "--all", "-n", POOLS_NS, "--timeout=120s"]));
+    quietly(() => cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=120s"]));
+    quietly(() => {
+      for (const name of cluster
+        .kubectl(["get", "emulators", "-n", POOLS_NS, "-o", "name"])
+        .split("\n")
+        .filter(Boolean))
+        cluster.kubectl([
+          "patch",
+          name,
+          "-n",
+          POOLS_NS,
+          "--type=merge",
+          "-p",
+          '{"metadata":{"finalizers":null}}',
+        ]);
+    });
+    quietly(() => cluster.kubectl(["delete", "namespace", POOLS_NS, "--ignore-not-found", "--timeout=180s"]));
+    rmSync(STORE, { recursive: true, force: true });
+  }, 600_000);
+
+  it("fills a pool of 2: each instance resumed and rotated to its own Secret; the node's memory for them", async () => {
+    const t0 = performance.now();
+    applyPool(2);
+    const ready = await filled(2);
+    times["pools: pool of 2 applied → filled"] = seconds(t0);
+    for (const e of ready) {
+      expect(e.status).toMatchObject({
+        phase: "Ready",
+        bootMode: "resume",
+        secretName: `${e.metadata.name}-emulator-keys`,
+      });
+      expect(conditionOf(e, "SecretsRotated")?.status).toBe("True");
+    }
+    expect(view.pool("warm")!.status!.conditions?.find((c) => c.type === "Ready")).toMatchObject({
+      status: "True",
+      reason: "Filled",
+    });
+    // Sum over the pool's QEMUs: Pss shares the snapshot's mapped pages between them; Rss counts them twice.
+    const qemus = ready.flatMap((e) => podQemus(view.pod(`${e.metadata.name}-emulator`)!.metadata!.uid));
+    expect(qemus).toHaveLength(2);
+    const mem = qemus.map((q) => memoryOf(q.pid));
+    times["pools: 2 idle instances, QEMU Pss sum (MiB)"] = Math.round(
+      mem.reduce((a, m) => a + m.pss, 0) / 1024,
+    );
+    times["pools: 2 idle instances, QEMU Rss sum (MiB)"] = Math.round(
+      mem.reduce((a, m) => a + m.rss, 0) / 1024,
+    );
+  }, 600_000);
+
+  const bound: Record<string, string> = {};
+  /** From a Pod in the namespace, through the claim's backend endpoint (a hostAlias: no cluster DNS here). */
+  const fingerprintFromPod = async (claim: string): Promise<string> => {
+    const st = view.claim(claim)!.status!;
+    const backend = st.endpoints!.find((e) => e.name === "backend")!;
+    const pod = `probe-${claim}`;
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: pod, namespace: POOLS_NS },
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          hostAliases: [{ ip: view.service(st.emulatorName!)!.spec!.clusterIP, hostnames: [backend.host] }],
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: AGENT_UID,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          containers: [
+            {
+              name: "probe",
+              image: imageName,
+              imagePullPolicy: "Never",
+              command: [
+                "node",
+                "-e",
+                `fetch(${JSON.stringify(`${backend.url}/internal/pck-fingerprint`)}).then((r) => r.text()).then((t) => console.log(t.trim()))`,
+              ],
+              resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+            },
+          ],
+        },
+      }),
+    );
+    const phase = await view.until(
+      `${pod} done`,
+      () => /^(Succeeded|Failed)$/.exec(view.pod(pod)?.status?.phase ?? "")?.[0],
+      120_000,
+    );
+    const logs = cluster.kubectl(["logs", pod, "-n", POOLS_NS]);
+    expect(phase, logs).toBe("Succeeded");
+    cluster.kubectl(["delete", "pod", pod, "-n", POOLS_NS, "--wait=false"]);
+    return logs.trim().split("\n").pop()!;
+  };
+
+  it("binds a claim at once to a ready instance, and a second claim to another, with other keys, live in each", async () => {
+    for (const name of ["job-1", "job-2"]) {
+      const t0 = performance.now();
+      applyClaims(name);
+      const applied = performance.now();
+      const c = await view.until(`${name} Ready`, claimReady(view, name), 30_000, detail);
+      times[`pools: claim applied (kubectl) → Ready, ${name} (ms)`] = Math.round(performance.now() - t0);
+      times[`pools: claim, kubectl apply returned → Ready, ${name} (ms)`] = Math.round(
+        performance.now() - applied,
+      );
+      expect(c.status).toMatchObject({ source: "pool" });
+      expect(c.status!.conditions!.find((x) => x.type === "Ready")!.reason).toBe("Bound");
+      const inst = view.emulator(c.status!.emulatorName!)!;
+      expect(c.status!.secretName).toBe(inst.status!.secretName);
+      expect(c.status!.endpoints).toEqual(inst.status!.endpoints);
+      bound[name] = c.status!.emulatorName!;
+    }
+    expect(bound["job-1"]).not.toBe(bound["job-2"]);
+    const keys = ["job-1", "job-2"].map((n) => publishableKey(view.claim(n)!.status!.secretName!));
+    expect(keys[0]).not.toBe(keys[1]);
+    // Each instance's guest runs its own Secret's keys (the backend's fingerprint of its publishable key).
+    for (const [i, n] of ["job-1", "job-2"].entries())
+      expect(await fingerprintFromPod(n)).toBe(sha256(keys[i]!));
+  }, 300_000);
+
+  it("destroys a claim's instance with the claim (its VM stopped) and refills the pool", async () => {
+    const inst = bound["job-1"]!;
+    const uid = view.pod(`${inst}-emulator`)!.metadata!.uid!;
+    const qemus = podQemus(uid);
+    expect(qemus).toHaveLength(1);
+    const t0 = performance.now();
+    cluster.kubectl(["delete", "emulatorclaim", "job-1", "-n", POOLS_NS]);
+    await view.until(
+      `${inst} and its Pod gone`,
+      () => !view.emulator(inst) && !view.pod(`${inst}-emulator`),
+      180_000,
+      detail,
+    );
+    times["pools: claim deleted → its instance gone"] = seconds(t0);
+    for (const q of qemus) expect(existsSync(`/proc/${q.pid}`), `QEMU ${q.pid}`).toBe(false);
+    await filled(2);
+    times["pools: claim deleted → pool refilled to 2"] = seconds(t0);
+    expect(readyInstances(view, "warm").map((e) => e.metadata.name)).not.toContain(inst);
+    expect(view.pool("warm")!.status!.claimed).toBe(1);
+  }, 600_000);
+
+  it("scales down by deleting only unclaimed instances; a claim on the empty pool starts on demand and says so", async () => {
+    applyPool(0);
+    await view.until(
+      "only job-2's instance left",
+      () => {
+        const names = instances().map((e) => e.metadata.name);
+        return names.length === 1 && names[0] === bound["job-2"] && view.pool("warm")?.status?.ready === 0
+          ? names
+          : undefined;
+      },
+      180_000,
+      detail,
+    );
+    expect(claimReady(view, "job-2")()).toBeDefined();
+    const t0 = performance.now();
+    applyClaims("late");
+    const starting = await view.until(
+      "late falling back",
+      () =>
+        view.claim("late")?.status?.conditions?.find((c) => c.type === "Ready" && /^OnDemand/.test(c.reason)),
+      30_000,
+    );
+    expect(starting.message).toMatch(/pool warm had no ready instance/);
+    const late = await view.until("late Ready", claimReady(view, "late"), 300_000, detail);
+    times["pools: claim on an empty pool applied → Ready (on-demand resume)"] = seconds(t0);
+    expect(late.status).toMatchObject({ source: "on-demand" });
+    expect(late.status!.conditions!.find((c) => c.type === "Ready")!.reason).toBe("OnDemand");
+    expect(view.emulator(late.status!.emulatorName!)!.status!.bootMode).toBe("resume");
+    await view.until(
+      "an OnDemand event on late",
+      () => view.eventReasons("late").includes("OnDemand"),
+      30_000,
+    );
+    cluster.kubectl(["delete", "emulatorclaims", "--all", "-n", POOLS_NS]);
+    cluster.kubectl(["delete", "emulatorpool", "warm", "-n", POOLS_NS]);
+    await view.until("every Emulator gone", () => view.emulators().length === 0, 180_000, detail);
+  }, 600_000);
+
+  it("uninstalls again, leaving no controller", () => {
+    cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=180s"]);
+    cluster.kubectl([
+      "wait",
+      "--for=delete",
+      "pod",
+      "-l",
+      `app.kubernetes.io/instance=${RELEASE}`,
+      "-n",
+      RELEASE_NS,
+      "--timeout=120s",
+    ]);
+    expect(cluster.kubectl(["get", "all", "-n", RELEASE_NS, "-o", "name"]).trim()).toBe("");
   }, 300_000);
 });
 

@@ -11,6 +11,7 @@ import { parseAllDocuments } from "yaml";
 import { AuthorizationV1Api } from "@kubernetes/client-node";
 import {
   createNamespace,
+  serviceAccountToken,
   k8sTools,
   startTestCluster,
   type TestCluster,
@@ -23,7 +24,8 @@ import {
   LEASE_PERMISSIONS,
 } from "../../src/controller/rbac.js";
 import { ControllerOptions } from "../../src/controller/options.js";
-import { agentEnv } from "../../src/controller/objects/pod.js";
+import { agentEnv, buildPod } from "../../src/controller/objects/pod.js";
+import { markPodWarmed, runWarm } from "../../src/controller/agent/warm.js";
 import { parseSpec } from "../../src/controller/crd/types.js";
 
 const CHART = join(REPO_ROOT, "charts/hexclave-emulator");
@@ -271,8 +273,11 @@ describe("the Helm chart", () => {
         ["", "configmaps", "get"],
         ["", "nodes", "list"],
         ["", "nodes", "patch"],
-        ["emulator.hexclave.com", "emulators", "create"],
         ["emulator.hexclave.com", "emulators", "patch"],
+        ["emulator.hexclave.com", "emulatorpools", "update"],
+        ["emulator.hexclave.com", "emulatorpools", "create"],
+        ["emulator.hexclave.com", "emulatorclaims", "update"],
+        ["emulator.hexclave.com", "emulatorclaims", "delete"],
         ["apps", "deployments", "create"],
         ["rbac.authorization.k8s.io", "roles", "create"],
         ["coordination.k8s.io", "leases", "update", "someone-elses-lease"],
@@ -334,6 +339,116 @@ describe("the Helm chart", () => {
       "EMULATOR_IMAGE_DIR",
     ]) {
       expect(warm[k], k).toBe(pod[k]);
+    }
+  });
+
+  it("warms without holding an emulator's share of the node, may label only Pods of its namespace, and makes emulators prefer warmed nodes", () => {
+    const docs = render([
+      "warmup.enabled=true",
+      "warmup.emulatorImage=https://example.com/stack-emulator-amd64.qcow2",
+      "warmup.memory=4Gi",
+      "warmup.cpus=2",
+    ]);
+    type Res = { requests: Record<string, string>; limits: Record<string, string> };
+    const ds = byKind(docs, "DaemonSet")[0] as unknown as {
+      spec: {
+        template: {
+          spec: {
+            serviceAccountName: string;
+            containers: { resources: Res; env: { name: string; valueFrom?: unknown }[] }[];
+          };
+        };
+      };
+    };
+    const c = ds.spec.template.spec.containers[0]!;
+    // Requests little (scheduling reserves requests), may burst to a capture's memory.
+    expect(c.resources.requests).toMatchObject({ cpu: "50m", memory: "128Mi" });
+    expect(c.resources.limits.memory).toBe(`${4096 + 512}Mi`);
+    expect(c.env.map((e) => e.name)).toEqual(expect.arrayContaining(["POD_NAME", "POD_NAMESPACE"]));
+    const role = byKind(docs, "Role").find((d) => d.metadata.name.endsWith("-warmup")) as unknown as {
+      metadata: { name: string; namespace: string };
+      rules: Rule[];
+    };
+    expect(role.metadata.namespace).toBe(RELEASE_NS);
+    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["pods"], verbs: ["patch"] }]);
+    expect(ds.spec.template.spec.serviceAccountName).toBe(`${role.metadata.name}`);
+    const [cm] = byKind(docs, "ConfigMap");
+    const config = ControllerOptions.parse(
+      JSON.parse((cm as unknown as { data: Record<string, string> }).data["controller.json"]!),
+    );
+    expect(config.agent.preferWarmNodesIn).toBe(RELEASE_NS);
+    const spec = parseSpec({ image: "/x.qcow2" });
+    if (!spec.ok) throw new Error(spec.problems.join());
+    const pod = buildPod({ name: "x", namespace: "y", uid: "z" }, spec.spec, config.agent);
+    expect(
+      pod.spec?.affinity?.podAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0],
+    ).toMatchObject({
+      podAffinityTerm: {
+        labelSelector: { matchLabels: { "emulator.hexclave.com/warmed": "true" } },
+        namespaces: [RELEASE_NS],
+        topologyKey: "kubernetes.io/hostname",
+      },
+    });
+    // Without the warm-up, no preference.
+    const plain = ControllerOptions.parse(
+      JSON.parse(
+        (byKind(render(), "ConfigMap")[0] as unknown as { data: Record<string, string> }).data[
+          "controller.json"
+        ]!,
+      ),
+    );
+    expect(
+      buildPod({ name: "x", namespace: "y", uid: "z" }, spec.spec, plain.agent).spec?.affinity,
+    ).toBeUndefined();
+  });
+
+  it("lets the warm-up Pod, with its own ServiceAccount, mark itself warmed once its capture is done", async () => {
+    const docs = render([
+      "warmup.enabled=true",
+      "warmup.emulatorImage=https://example.com/stack-emulator-amd64.qcow2",
+    ]).filter((d) => d.metadata.name.endsWith("-warmup") && d.kind !== "DaemonSet");
+    expect(docs.map((d) => d.kind).sort()).toEqual(["Role", "RoleBinding", "ServiceAccount"]);
+    cluster.kubectl(["apply", "-f", "-"], docs.map((d) => JSON.stringify(d)).join("\n"));
+    const pod = "emu-hexclave-emulator-warmup-abcde";
+    cluster.kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: pod, namespace: RELEASE_NS },
+        spec: { containers: [{ name: "warmup", image: "x" }] },
+      }),
+    );
+    const kc = cluster.withToken(serviceAccountToken(cluster, RELEASE_NS, "emu-hexclave-emulator-warmup"));
+    let marked!: () => void;
+    const wasMarked = new Promise<void>((r) => (marked = r));
+    const warm = await runWarm(
+      {
+        HEXCLAVE_AGENT_PORT: "0",
+        HEXCLAVE_EMULATOR_IMAGE: "/x.qcow2",
+        POD_NAME: pod,
+        POD_NAMESPACE: RELEASE_NS,
+      },
+      {
+        capture: () => Promise.resolve({ key: "k", skipped: true } as never),
+        markWarmed: async (env) => {
+          await markPodWarmed(env, kc);
+          marked();
+        },
+        log: () => undefined,
+      },
+    );
+    try {
+      await wasMarked;
+      const labels = JSON.parse(cluster.kubectl(["get", "pod", pod, "-n", RELEASE_NS, "-o", "json"])).metadata
+        .labels;
+      expect(labels).toMatchObject({ "emulator.hexclave.com/warmed": "true" });
+      // The same token may not touch Pods elsewhere.
+      await expect(markPodWarmed({ POD_NAME: pod, POD_NAMESPACE: "team-a" }, kc)).rejects.toThrow(
+        /403|forbidden/i,
+      );
+    } finally {
+      await warm.stop();
     }
   });
 

@@ -19,6 +19,12 @@ import {
   type V1Service,
 } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type Emulator } from "../../src/controller/crd/types.js";
+import {
+  CLAIM_PLURAL,
+  POOL_PLURAL,
+  type EmulatorClaim,
+  type EmulatorPool,
+} from "../../src/controller/crd/pool-types.js";
 import { ResilientInformer } from "../../src/controller/kube/informer.js";
 import type { CONTROLLER_PERMISSIONS } from "../../src/controller/rbac.js";
 import { controllerPermissions, LEASE_PERMISSIONS } from "../../src/controller/rbac.js";
@@ -28,12 +34,15 @@ import { serviceAccountToken, type TestCluster } from "./controller-apiserver.js
 export const CONTROLLER_NS = "hexclave-system";
 export const CONTROLLER_SA = "hexclave-emulator";
 
+/** The chart's CRDs: Emulator, EmulatorPool, EmulatorClaim. */
 export function applyCrd(cluster: TestCluster): void {
-  cluster.kubectl(["apply", "-f", join(REPO_ROOT, "charts/hexclave-emulator/crds/emulators.yaml")]);
+  cluster.kubectl(["apply", "-f", join(REPO_ROOT, "charts/hexclave-emulator/crds")]);
   cluster.kubectl([
     "wait",
     "--for=condition=Established",
     "crd/emulators.emulator.hexclave.com",
+    "crd/emulatorpools.emulator.hexclave.com",
+    "crd/emulatorclaims.emulator.hexclave.com",
     "--timeout=60s",
   ]);
 }
@@ -139,7 +148,7 @@ export class Signal {
 
 /** One change a ClusterView saw. `rv` is the etcd revision of it: one order across every kind. */
 export interface Seen {
-  kind: "emulator" | "pod" | "service" | "secret" | "event";
+  kind: "emulator" | "pod" | "service" | "secret" | "event" | "pool" | "claim";
   type: "add" | "update" | "delete";
   name: string;
   rv: number;
@@ -148,15 +157,19 @@ export interface Seen {
 
 type CoreEvent = KubernetesObject & { reason?: string; involvedObject?: { name?: string } };
 
-/** Watches one namespace's Emulators, Pods, Services, Secrets and Events; every change re-checks the waits. */
+/**
+ * Watches one namespace's Emulators, Pods, Services, Secrets and Events (and, with `pools`, its
+ * EmulatorPools and EmulatorClaims); every change re-checks the waits.
+ */
 export class ClusterView extends Signal {
   /** Every change seen, in the order it arrived. */
   readonly history: Seen[] = [];
-  private readonly informers: Record<Seen["kind"], ResilientInformer<KubernetesObject>>;
+  private readonly informers: Partial<Record<Seen["kind"], ResilientInformer<KubernetesObject>>>;
 
   constructor(
     kc: KubeConfig,
     private readonly namespace: string,
+    { pools = false }: { pools?: boolean } = {},
   ) {
     super();
     const core = kc.makeApiClient(CoreV1Api);
@@ -178,8 +191,14 @@ export class ClusterView extends Signal {
       secret: [`/api/v1/namespaces/${ns}/secrets`, () => core.listNamespacedSecret({ namespace: ns })],
       event: [`/api/v1/namespaces/${ns}/events`, () => core.listNamespacedEvent({ namespace: ns })],
     } as const;
+    const crdList = (plural: string) =>
+      [
+        `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}`,
+        () => custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural, namespace: ns }),
+      ] as const;
+    const all = pools ? { ...lists, pool: crdList(POOL_PLURAL), claim: crdList(CLAIM_PLURAL) } : lists;
     this.informers = Object.fromEntries(
-      Object.entries(lists).map(([kind, [path, list]]) => {
+      Object.entries(all).map(([kind, [path, list]]) => {
         const inf = new ResilientInformer<KubernetesObject>(
           kind,
           kc,
@@ -212,21 +231,36 @@ export class ClusterView extends Signal {
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
 
+  private get(kind: Seen["kind"], name: string): KubernetesObject | undefined {
+    const inf = this.informers[kind];
+    if (!inf) throw new Error(`this ClusterView does not watch ${kind}s`);
+    return inf.get(name, this.namespace);
+  }
   emulator(name: string): Emulator | undefined {
-    return this.informers.emulator.get(name, this.namespace) as unknown as Emulator | undefined;
+    return this.get("emulator", name) as unknown as Emulator | undefined;
+  }
+  /** Every Emulator of the namespace. */
+  emulators(): Emulator[] {
+    return this.informers.emulator!.list(this.namespace) as unknown as Emulator[];
   }
   pod(name: string): V1Pod | undefined {
-    return this.informers.pod.get(name, this.namespace) as V1Pod | undefined;
+    return this.get("pod", name) as V1Pod | undefined;
   }
   service(name: string): V1Service | undefined {
-    return this.informers.service.get(name, this.namespace) as V1Service | undefined;
+    return this.get("service", name) as V1Service | undefined;
   }
   secret(name: string): V1Secret | undefined {
-    return this.informers.secret.get(name, this.namespace) as V1Secret | undefined;
+    return this.get("secret", name) as V1Secret | undefined;
+  }
+  pool(name: string): EmulatorPool | undefined {
+    return this.get("pool", name) as unknown as EmulatorPool | undefined;
+  }
+  claim(name: string): EmulatorClaim | undefined {
+    return this.get("claim", name) as unknown as EmulatorClaim | undefined;
   }
   /** The reasons of the Events recorded on an object of that name. */
   eventReasons(involved: string): string[] {
-    return (this.informers.event.list(this.namespace) as CoreEvent[])
+    return (this.informers.event!.list(this.namespace) as CoreEvent[])
       .filter((e) => e.involvedObject?.name === involved)
       .map((e) => e.reason ?? "");
   }
@@ -270,3 +304,45 @@ export function emulatorManifest(name: string, namespace: string, spec: Record<s
     spec,
   });
 }
+
+/** An EmulatorPool manifest, for `kubectl apply -f -`. */
+export function poolManifest(
+  name: string,
+  namespace: string,
+  spec: { template: Record<string, unknown>; replicas?: number; maxCreating?: number },
+): string {
+  return JSON.stringify({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: "EmulatorPool",
+    metadata: { name, namespace },
+    spec,
+  });
+}
+
+/** An EmulatorClaim manifest, for `kubectl apply -f -`. */
+export function claimManifest(name: string, namespace: string, poolName: string): string {
+  return JSON.stringify({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: "EmulatorClaim",
+    metadata: { name, namespace },
+    spec: { poolName },
+  });
+}
+
+/** A ClusterView wait for a claim to be Ready: the claim once it is. */
+export const claimReady = (view: ClusterView, name: string) => (): EmulatorClaim | undefined => {
+  const c = view.claim(name);
+  return c?.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ? c : undefined;
+};
+
+/** The unclaimed instances of a pool that are Ready and rotated, as a ClusterView sees them. */
+export const readyInstances = (view: ClusterView, pool: string): Emulator[] =>
+  view
+    .emulators()
+    .filter(
+      (e) =>
+        e.metadata.labels?.[`${GROUP}/pool`] === pool &&
+        !e.metadata.labels?.[`${GROUP}/claim`] &&
+        !e.metadata.deletionTimestamp &&
+        ["Ready", "SecretsRotated"].every((t) => conditionOf(e, t)?.status === "True"),
+    );

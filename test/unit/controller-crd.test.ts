@@ -1,10 +1,11 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { toStructural, StructuralSchemaError, type JsonSchema } from "../../src/controller/crd/structural.js";
 import { emulatorCrd, openApiSchema, schemaOf } from "../../src/controller/crd/manifest.js";
-import { crdYaml } from "../../src/controller/crd/yaml.js";
+import { crdFiles, crdYaml } from "../../src/controller/crd/yaml.js";
+import { claimCrd, poolCrd } from "../../src/controller/crd/pool-manifest.js";
 import { memoryMiB, parseSpec } from "../../src/controller/crd/types.js";
 import { REPO_ROOT } from "../support/tools.js";
 
@@ -125,6 +126,47 @@ describe("the Emulator CRD", () => {
   it("is committed as generated (npx tsx scripts/k8s/generate-crd.ts)", () => {
     const committed = readFileSync(join(REPO_ROOT, "charts/hexclave-emulator/crds/emulators.yaml"), "utf8");
     expect(committed).toBe(crdYaml());
+  });
+
+  it("is committed with the EmulatorPool and EmulatorClaim CRDs as generated, and no other file", () => {
+    const dir = join(REPO_ROOT, "charts/hexclave-emulator/crds");
+    const files = crdFiles();
+    expect(readdirSync(dir).sort()).toEqual(Object.keys(files).sort());
+    for (const [file, text] of Object.entries(files))
+      expect(readFileSync(join(dir, file), "utf8"), file).toBe(text);
+  });
+});
+
+describe("the EmulatorPool and EmulatorClaim CRDs", () => {
+  it("are structural, short-named emupool and emuclaim, with status subresources and printer columns", () => {
+    for (const [crd, short, columns] of [
+      [poolCrd(), "emupool", ["Desired", "Ready", "Creating", "Claimed", "Age"]],
+      [claimCrd(), "emuclaim", ["Ready", "Pool", "Emulator", "Source", "Age"]],
+    ] as const) {
+      const spec = (crd as { spec: Record<string, unknown> & { versions: Record<string, unknown>[] } }).spec;
+      expect((spec.names as { shortNames: string[] }).shortNames).toEqual([short]);
+      const v = spec.versions[0]!;
+      expect(v.subresources).toEqual({ status: {} });
+      expect((v.additionalPrinterColumns as { name: string }[]).map((c) => c.name).slice(0, 5)).toEqual(
+        columns,
+      );
+      const root = (v.schema as { openAPIV3Schema: JsonSchema }).openAPIV3Schema;
+      for (const [path, node] of nodes(root)) {
+        expect(JSON.stringify(node), path).not.toContain("$ref");
+        expect(node.type ?? node["x-kubernetes-preserve-unknown-fields"], path).toBeDefined();
+      }
+    }
+  });
+
+  it("keeps the Emulator's spec, with its defaults, as the pool's template", () => {
+    const root = (poolCrd() as { spec: { versions: { schema: { openAPIV3Schema: JsonSchema } }[] } }).spec
+      .versions[0]!.schema.openAPIV3Schema;
+    const spec = (root.properties as Record<string, JsonSchema>).spec!;
+    const props = spec.properties as Record<string, JsonSchema>;
+    expect(props.template).toMatchObject({ type: "object", required: ["image"] });
+    expect(props.replicas).toMatchObject({ type: "integer", minimum: 0, default: 1 });
+    expect(props.maxCreating).toMatchObject({ type: "integer", minimum: 1, default: 2 });
+    expect(spec.required).toEqual(["template"]);
   });
 });
 

@@ -80,6 +80,7 @@ app.kubernetes.io/component: controller
   "tolerations" $a.tolerations
 -}}
 {{- if $a.priorityClassName -}}{{- $_ := set $agent "priorityClassName" $a.priorityClassName -}}{{- end -}}
+{{- if .Values.warmup.enabled -}}{{- $_ := set $agent "preferWarmNodesIn" .Release.Namespace -}}{{- end -}}
 {{- if not (kindIs "invalid" $a.fsGroup) -}}{{- $_ := set $agent "fsGroup" $a.fsGroup -}}{{- end -}}
 {{- $cfg := dict
   "namespace" .Release.Namespace

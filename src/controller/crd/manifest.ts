@@ -44,12 +44,24 @@ export function openApiSchema(): JsonSchema {
   };
 }
 
-export function emulatorCrd(): JsonSchema {
+export interface CrdNames {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+}
+
+/** A namespaced CRD of this group with one served version, a status subresource and printer columns. */
+export function customResourceDefinition(
+  names: CrdNames,
+  columns: JsonSchema[],
+  schema: JsonSchema,
+): JsonSchema {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
     metadata: {
-      name: `${PLURAL}.${GROUP}`,
+      name: `${names.plural}.${GROUP}`,
       labels: {
         "app.kubernetes.io/name": "hexclave-emulator",
         "app.kubernetes.io/part-of": "hexclave-emulator",
@@ -59,11 +71,11 @@ export function emulatorCrd(): JsonSchema {
       group: GROUP,
       scope: "Namespaced",
       names: {
-        kind: KIND,
-        listKind: `${KIND}List`,
-        plural: PLURAL,
-        singular: SINGULAR,
-        shortNames: SHORT_NAMES,
+        kind: names.kind,
+        listKind: `${names.kind}List`,
+        plural: names.plural,
+        singular: names.singular,
+        shortNames: names.shortNames,
         categories: ["hexclave"],
       },
       versions: [
@@ -72,24 +84,32 @@ export function emulatorCrd(): JsonSchema {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-            { name: "Boot", type: "string", jsonPath: ".status.bootMode", description: "resume or cold" },
-            {
-              name: "Startup",
-              type: "number",
-              jsonPath: ".status.startupSeconds",
-              description: "seconds from Pod start to healthy",
-            },
-            { name: "Node", type: "string", jsonPath: ".status.node" },
-            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-            { name: "Reason", type: "string", jsonPath: ".status.fallbackReason", priority: 1 },
-          ],
-          schema: { openAPIV3Schema: openApiSchema() },
+          additionalPrinterColumns: columns,
+          schema: { openAPIV3Schema: schema },
         },
       ],
     },
   };
+}
+
+export function emulatorCrd(): JsonSchema {
+  return customResourceDefinition(
+    { kind: KIND, plural: PLURAL, singular: SINGULAR, shortNames: SHORT_NAMES },
+    [
+      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: "Boot", type: "string", jsonPath: ".status.bootMode", description: "resume or cold" },
+      {
+        name: "Startup",
+        type: "number",
+        jsonPath: ".status.startupSeconds",
+        description: "seconds from Pod start to healthy",
+      },
+      { name: "Node", type: "string", jsonPath: ".status.node" },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      { name: "Reason", type: "string", jsonPath: ".status.fallbackReason", priority: 1 },
+    ],
+    openApiSchema(),
+  );
 }
 
 export const CRD_HEADER = [

@@ -6,6 +6,7 @@
  * controller (parseSpec).
  */
 import { isAbsolute } from "node:path";
+import type { V1OwnerReference } from "@kubernetes/client-node";
 import { z } from "zod";
 import { ARCHES, SERVICE_NAMES, SNAPSHOT_MODES } from "../../engine/index.js";
 
@@ -201,6 +202,7 @@ export interface Emulator {
     finalizers?: string[];
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
+    ownerReferences?: V1OwnerReference[];
   };
   spec: EmulatorSpecInput;
   status?: EmulatorStatus;

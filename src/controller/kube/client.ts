@@ -24,6 +24,7 @@ import {
   type V1SecretList,
 } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION, type Emulator } from "../crd/types.js";
+import { CLAIM_PLURAL, POOL_PLURAL, type EmulatorClaim, type EmulatorPool } from "../crd/pool-types.js";
 import { call } from "./errors.js";
 
 export const FIELD_MANAGER = "hexclave-emulator-controller";
@@ -36,10 +37,25 @@ export interface EmulatorList {
 }
 
 export interface EmulatorApi {
-  listEmulators(namespace?: string): Promise<EmulatorList>;
+  listEmulators(namespace?: string, labelSelector?: string): Promise<EmulatorList>;
   replaceEmulator(emu: Emulator): Promise<Emulator>;
   replaceEmulatorStatus(emu: Emulator): Promise<Emulator>;
-  deleteEmulator(namespace: string, name: string, uid: string): Promise<void>;
+  /** With a resourceVersion, only that version is deleted (Conflict when it changed meanwhile). */
+  deleteEmulator(namespace: string, name: string, uid: string, resourceVersion?: string): Promise<void>;
+}
+
+export interface List<T> {
+  metadata?: { resourceVersion?: string };
+  items: T[];
+}
+
+/** The warm pools' calls: instances and on-demand Emulators are created; pools and claims get status. */
+export interface PoolApi {
+  createEmulator(emu: Emulator): Promise<Emulator>;
+  listPools(namespace?: string): Promise<List<EmulatorPool>>;
+  replacePoolStatus(pool: EmulatorPool): Promise<EmulatorPool>;
+  listClaims(namespace?: string): Promise<List<EmulatorClaim>>;
+  replaceClaimStatus(claim: EmulatorClaim): Promise<EmulatorClaim>;
 }
 
 export interface OwnedApi {
@@ -73,7 +89,7 @@ export interface LeaseApi {
   replaceLease(lease: V1Lease): Promise<V1Lease>;
 }
 
-export type ControllerApi = EmulatorApi & OwnedApi & LeaseApi;
+export type ControllerApi = EmulatorApi & OwnedApi & LeaseApi & PoolApi;
 
 const crd = { group: GROUP, version: VERSION, plural: PLURAL };
 
@@ -114,13 +130,47 @@ export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): C
   });
   const preconditions = (uid: string) => ({ preconditions: { uid } });
   const byName = (name: string) => `metadata.name=${name}`;
+  const listOf = <T>(plural: string, namespace: string | undefined) =>
+    call(`list ${plural}`, () =>
+      namespace
+        ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural, namespace })
+        : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }),
+    ) as Promise<List<T>>;
+  const replaceStatusOf = <T extends { metadata: { name?: string; namespace?: string } }>(
+    plural: string,
+    o: T,
+  ) =>
+    call(`update ${plural}/status ${o.metadata.namespace}/${o.metadata.name}`, () =>
+      custom.replaceNamespacedCustomObjectStatus({
+        group: GROUP,
+        version: VERSION,
+        plural,
+        namespace: o.metadata.namespace ?? "",
+        name: o.metadata.name ?? "",
+        body: o,
+        fieldManager,
+      }),
+    ) as Promise<T>;
   return {
-    listEmulators: (namespace) =>
+    listEmulators: (namespace, labelSelector) =>
       call(`list ${PLURAL}`, () =>
         namespace
-          ? custom.listNamespacedCustomObject({ ...crd, namespace })
-          : custom.listClusterCustomObject({ ...crd }),
+          ? custom.listNamespacedCustomObject({ ...crd, namespace, labelSelector })
+          : custom.listClusterCustomObject({ ...crd, labelSelector }),
       ) as Promise<EmulatorList>,
+    createEmulator: (emu) =>
+      call(`create ${PLURAL} ${emu.metadata.namespace}/${emu.metadata.name}`, () =>
+        custom.createNamespacedCustomObject({
+          ...crd,
+          namespace: emu.metadata.namespace ?? "",
+          body: emu,
+          fieldManager,
+        }),
+      ) as Promise<Emulator>,
+    listPools: (namespace) => listOf<EmulatorPool>(POOL_PLURAL, namespace),
+    replacePoolStatus: (pool) => replaceStatusOf(POOL_PLURAL, pool),
+    listClaims: (namespace) => listOf<EmulatorClaim>(CLAIM_PLURAL, namespace),
+    replaceClaimStatus: (claim) => replaceStatusOf(CLAIM_PLURAL, claim),
     replaceEmulator: (emu) =>
       call(`update ${PLURAL} ${emu.metadata.namespace}/${emu.metadata.name}`, () =>
         custom.replaceNamespacedCustomObject({
@@ -141,9 +191,14 @@ export function controllerApi(kc: KubeConfig, timeoutMs = REQUEST_TIMEOUT_MS): C
           fieldManager,
         }),
       ),
-    deleteEmulator: async (namespace, name, uid) => {
+    deleteEmulator: async (namespace, name, uid, resourceVersion) => {
       await call(`delete ${PLURAL} ${namespace}/${name}`, () =>
-        custom.deleteNamespacedCustomObject({ ...crd, namespace, name, body: preconditions(uid) }),
+        custom.deleteNamespacedCustomObject({
+          ...crd,
+          namespace,
+          name,
+          body: { preconditions: { uid, ...(resourceVersion ? { resourceVersion } : {}) } },
+        }),
       );
     },
     listPods: (namespace, labelSelector) =>

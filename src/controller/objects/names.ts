@@ -1,6 +1,7 @@
 /** Names, labels and owner references of the objects an Emulator owns. */
 import type { V1OwnerReference } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, type Emulator } from "../crd/types.js";
+import { POOL_LABEL } from "../crd/pool-types.js";
 
 export const MANAGED_BY = "hexclave-emulator-controller";
 export const NAME_LABEL = `${GROUP}/name`;
@@ -9,17 +10,22 @@ export const SPEC_HASH_ANNOTATION = `${GROUP}/spec-hash`;
 export const GENERATION_ANNOTATION = `${GROUP}/generation`;
 /** The uid of the Secret whose keys the Pod's guest was rotated to: a new Secret means new keys. */
 export const KEYS_UID_ANNOTATION = `${GROUP}/keys-uid`;
+/** On a warm-up Pod whose node store holds its snapshot: emulator Pods prefer such nodes. */
+export const WARMED_LABEL = `${GROUP}/warmed`;
 
 export interface Owned {
   name: string;
   namespace: string;
   uid: string;
+  /** The EmulatorPool the Emulator is an instance of: its Pod spreads away from the pool's others. */
+  pool?: string | undefined;
 }
 
 export function ownerOf(emu: Emulator): Owned {
   const { name, namespace, uid } = emu.metadata;
   if (!name || !namespace || !uid) throw new Error("an Emulator without name, namespace or uid");
-  return { name, namespace, uid };
+  const pool = emu.metadata.labels?.[POOL_LABEL];
+  return pool ? { name, namespace, uid, pool } : { name, namespace, uid };
 }
 
 export const podName = (emulator: string): string => `${emulator}-emulator`;

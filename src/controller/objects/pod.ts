@@ -6,12 +6,29 @@
  * its spec hash (an annotation) tells the reconcile when to replace it.
  */
 import { createHash } from "node:crypto";
-import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type {
+  V1Affinity,
+  V1Container,
+  V1EnvVar,
+  V1Pod,
+  V1PodSpec,
+  V1Volume,
+  V1VolumeMount,
+} from "@kubernetes/client-node";
 import { SERVICE_NAMES } from "../../engine/index.js";
 import { AGENT_ENV, AGENT_PATHS } from "../agent/contract.js";
 import { isImageUrl, memoryMiB, type EmulatorSpec } from "../crd/types.js";
+import { POOL_LABEL } from "../crd/pool-types.js";
 import type { AgentOptions } from "../options.js";
-import { labelsFor, ownerReference, podName, secretName, SPEC_HASH_ANNOTATION, type Owned } from "./names.js";
+import {
+  labelsFor,
+  ownerReference,
+  podName,
+  secretName,
+  SPEC_HASH_ANNOTATION,
+  WARMED_LABEL,
+  type Owned,
+} from "./names.js";
 import { servicePortsOf } from "./ports.js";
 import { PORT_NAMES } from "./service.js";
 
@@ -142,6 +159,40 @@ function prepareStore(agent: AgentOptions): V1Container | undefined {
   };
 }
 
+/**
+ * Where the Pod would rather run: a pool's instances spread over the nodes when they can (one
+ * node's loss takes few of them); with the warm-up DaemonSet, nodes whose store it warmed.
+ */
+function affinityOf(owner: Owned, agent: AgentOptions): Pick<V1PodSpec, "affinity"> {
+  const affinity: V1Affinity = {};
+  if (owner.pool)
+    affinity.podAntiAffinity = {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 100,
+          podAffinityTerm: {
+            topologyKey: "kubernetes.io/hostname",
+            labelSelector: { matchLabels: { [POOL_LABEL]: owner.pool } },
+          },
+        },
+      ],
+    };
+  if (agent.preferWarmNodesIn)
+    affinity.podAffinity = {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 50,
+          podAffinityTerm: {
+            labelSelector: { matchLabels: { [WARMED_LABEL]: "true" } },
+            namespaces: [agent.preferWarmNodesIn],
+            topologyKey: "kubernetes.io/hostname",
+          },
+        },
+      ],
+    };
+  return Object.keys(affinity).length > 0 ? { affinity } : {};
+}
+
 export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions): V1Pod {
   const ports = servicePortsOf(spec);
   const ramMiB = memoryMiB(spec.resources.memory);
@@ -208,7 +259,7 @@ export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions):
     metadata: {
       name: podName(owner.name),
       namespace: owner.namespace,
-      labels: labelsFor(owner.name),
+      labels: { ...labelsFor(owner.name), ...(owner.pool ? { [POOL_LABEL]: owner.pool } : {}) },
       annotations: {},
       ownerReferences: [ownerReference(owner)],
     },
@@ -220,6 +271,7 @@ export function buildPod(owner: Owned, spec: EmulatorSpec, agent: AgentOptions):
       restartPolicy: "Always",
       terminationGracePeriodSeconds: agent.stopGraceSec + 15,
       ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
+      ...affinityOf(owner, agent),
       tolerations: [...agent.tolerations, ...(spec.tolerations ?? [])],
       ...(agent.priorityClassName ? { priorityClassName: agent.priorityClassName } : {}),
       securityContext: {

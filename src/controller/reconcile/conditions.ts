@@ -5,16 +5,16 @@
  */
 import type { Condition, ConditionType } from "../crd/types.js";
 
-export interface ConditionInput {
-  type: ConditionType;
+export interface ConditionInput<T extends string = ConditionType> {
+  type: T;
   status: "True" | "False" | "Unknown";
   reason: string;
   message: string;
 }
 
-export function setCondition(
+export function setCondition<T extends string = ConditionType>(
   list: readonly Condition[] | undefined,
-  next: ConditionInput,
+  next: ConditionInput<T>,
   generation: number | undefined,
   now: Date,
 ): Condition[] {

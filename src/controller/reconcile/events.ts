@@ -10,13 +10,16 @@ import type { OwnedApi } from "../kube/client.js";
 
 export const COMPONENT = "hexclave-emulator-controller";
 
+/** What an Event is about: an Emulator, or an EmulatorPool or EmulatorClaim (their kind says which). */
+export type EventSubject = Pick<Emulator, "metadata"> & { apiVersion?: string; kind?: string };
+
 export interface EventRecorder {
-  normal(emu: Emulator, reason: string, message: string): void;
-  warning(emu: Emulator, reason: string, message: string): void;
+  normal(emu: EventSubject, reason: string, message: string): void;
+  warning(emu: EventSubject, reason: string, message: string): void;
 }
 
 export function buildEvent(
-  emu: Emulator,
+  emu: EventSubject,
   type: "Normal" | "Warning",
   reason: string,
   message: string,
@@ -33,8 +36,8 @@ export function buildEvent(
       namespace: ns,
     },
     involvedObject: {
-      apiVersion: API_VERSION,
-      kind: KIND,
+      apiVersion: emu.apiVersion ?? API_VERSION,
+      kind: emu.kind ?? KIND,
       name: emu.metadata.name,
       namespace: ns,
       uid: emu.metadata.uid,
@@ -57,7 +60,7 @@ export function eventRecorder(
   instance: string,
   log: (m: string) => void,
 ): EventRecorder {
-  const emit = (emu: Emulator, type: "Normal" | "Warning", reason: string, message: string) => {
+  const emit = (emu: EventSubject, type: "Normal" | "Warning", reason: string, message: string) => {
     api.createEvent(buildEvent(emu, type, reason, message, instance, new Date())).catch((err: unknown) => {
       log(
         `could not record event ${reason} on ${emu.metadata.namespace}/${emu.metadata.name}: ${(err as Error).message}`,

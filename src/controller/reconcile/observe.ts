@@ -215,7 +215,7 @@ export function nextStatus(prev: EmulatorStatus | undefined, o: Observation): Em
 }
 
 /** Compares statuses as the API would store them (undefined fields dropped). */
-export function sameStatus(a: EmulatorStatus | undefined, b: EmulatorStatus): boolean {
+export function sameStatus<T extends object = EmulatorStatus>(a: T | undefined, b: T): boolean {
   return JSON.stringify(normalise(a ?? {})) === JSON.stringify(normalise(b));
 }
 
