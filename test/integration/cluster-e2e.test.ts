@@ -175,6 +175,35 @@ class LeaseView extends Signal {
   }
 }
 
+/**
+ * The chart with its defaults, but for what cannot hold here: no registry (the image is imported,
+ * never pulled), no usable KVM (TCG), and two emulators of one vCPU beside the controller on 2
+ * cores (each requests 0.4 of a core). Returns once the controller Deployment is Available.
+ */
+function installChart(): void {
+  cluster.helm([
+    "install",
+    RELEASE,
+    join(REPO_ROOT, "charts/hexclave-emulator"),
+    "-n",
+    RELEASE_NS,
+    "--set",
+    "image.pullPolicy=Never",
+    "--set",
+    "agent.kvm.mode=none",
+    "--set",
+    "agent.cpuRequestPercent=40",
+  ]);
+  cluster.kubectl([
+    "wait",
+    "--for=condition=Available",
+    `deployment/${RELEASE}`,
+    "-n",
+    RELEASE_NS,
+    "--timeout=240s",
+  ]);
+}
+
 /** Cleanup goes on past a step that fails, so that the cluster still comes down. */
 const quietly = (step: () => unknown) => {
   try {
@@ -380,28 +409,7 @@ describe("the chart on a real one-node cluster, end to end", () => {
 
   it("installs the chart: the controller Deployment is Available and one replica holds the Lease", async () => {
     const t0 = performance.now();
-    cluster.helm([
-      "install",
-      RELEASE,
-      join(REPO_ROOT, "charts/hexclave-emulator"),
-      "-n",
-      RELEASE_NS,
-      "--set",
-      "image.pullPolicy=Never",
-      "--set",
-      "agent.kvm.mode=none",
-      // Two emulators of one vCPU each beside the controller on 2 cores: each requests 0.4 of a core.
-      "--set",
-      "agent.cpuRequestPercent=40",
-    ]);
-    cluster.kubectl([
-      "wait",
-      "--for=condition=Available",
-      `deployment/${RELEASE}`,
-      "-n",
-      RELEASE_NS,
-      "--timeout=240s",
-    ]);
+    installChart();
     cluster.kubectl(["wait", "--for=create", `lease/${RELEASE}-leader`, "-n", RELEASE_NS, "--timeout=120s"]);
     cluster.kubectl([
       "wait",
@@ -809,27 +817,7 @@ describe("warm pools on a real one-node cluster: EmulatorPool and EmulatorClaim"
       cluster.kubectl(["label", "namespace", RELEASE_NS, "pod-security.kubernetes.io/enforce=restricted"]);
     }
     const t0 = performance.now();
-    cluster.helm([
-      "install",
-      RELEASE,
-      join(REPO_ROOT, "charts/hexclave-emulator"),
-      "-n",
-      RELEASE_NS,
-      "--set",
-      "image.pullPolicy=Never",
-      "--set",
-      "agent.kvm.mode=none",
-      "--set",
-      "agent.cpuRequestPercent=40",
-    ]);
-    cluster.kubectl([
-      "wait",
-      "--for=condition=Available",
-      `deployment/${RELEASE}`,
-      "-n",
-      RELEASE_NS,
-      "--timeout=240s",
-    ]);
+    installChart();
     times["pools: helm install → controller Available"] = seconds(t0);
     view = new ClusterView(cluster.admin(), POOLS_NS, { pools: true });
     await view.start();

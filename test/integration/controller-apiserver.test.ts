@@ -7,7 +7,6 @@
  * failures). The real agent, kubelet and QEMU run in cluster-e2e.test.ts. Every wait ends on the watch event (or the
  * controller's hook) that makes it true; nothing sleeps.
  */
-import { createServer } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +29,7 @@ import {
   conditionOf,
   emulatorManifest,
 } from "../support/controller-env.js";
-import { FakeKubelet, type RunContainer } from "../support/controller-kubelet.js";
+import { fakeAgent, FakeKubelet } from "../support/controller-kubelet.js";
 import { EmulatorController } from "../../src/controller/controller.js";
 import { controllerOptions, type ControllerOptions } from "../../src/controller/options.js";
 import { controllerApi } from "../../src/controller/kube/client.js";
@@ -38,47 +37,11 @@ import { isConflict } from "../../src/controller/kube/errors.js";
 import { ResilientInformer } from "../../src/controller/kube/informer.js";
 import { Reconciler } from "../../src/controller/reconcile/reconciler.js";
 import { httpReportFetcher } from "../../src/controller/reconcile/report.js";
-import type { AgentReport } from "../../src/controller/agent/contract.js";
 import type { Emulator } from "../../src/controller/crd/types.js";
 
 const NS = "team-a";
 const LEASE = "hexclave-emulator-test";
 const AGENT_PORT = 27870;
-
-/** A container that answers like a ready agent on its Pod's IP, and exits on SIGTERM. */
-const fakeAgent =
-  (stops: string[], stopped: () => void): RunContainer =>
-  (pod, _env, _termLog, podIP) => {
-    const report: AgentReport = {
-      state: "ready",
-      startedAt: new Date().toISOString(),
-      startupSeconds: 0.42,
-      bootMode: "resume",
-      strategy: "template",
-      snapshotKey: "test-key",
-      qemuVersion: "10.0.2",
-      accelerator: "tcg",
-      rotatedToSecret: true,
-      timings: { resume: 300, rotation: 100 },
-    };
-    const server = createServer((req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(req.url === "/status" ? JSON.stringify(report) : "ok");
-    });
-    let exit!: (code: number) => void;
-    const exited = new Promise<number>((r) => (exit = r));
-    server.once("error", () => exit(1));
-    server.listen(AGENT_PORT, podIP);
-    return {
-      exited,
-      terminate: () => {
-        stops.push(pod.metadata!.name!);
-        stopped();
-        server.close(() => exit(0));
-        server.closeAllConnections();
-      },
-    };
-  };
 
 describe("the controller against a real API server", () => {
   let cluster: TestCluster;
@@ -144,7 +107,7 @@ describe("the controller against a real API server", () => {
     kubelet = new FakeKubelet(
       cluster.admin(),
       NS,
-      fakeAgent(stops, () => view.notify()),
+      fakeAgent(AGENT_PORT, stops, () => view.notify()),
       scratch,
     );
     kubelet.start();

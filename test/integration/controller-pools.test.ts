@@ -7,7 +7,6 @@
  * the scheduler and the kubelet, with a fake agent in each Pod; the real
  * agent and QEMU run in cluster-e2e.test.ts. Waits end on watched changes.
  */
-import { createServer } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,49 +22,14 @@ import {
   poolManifest,
   readyInstances,
 } from "../support/controller-env.js";
-import { FakeKubelet, type RunContainer } from "../support/controller-kubelet.js";
+import { fakeAgent, FakeKubelet } from "../support/controller-kubelet.js";
 import { EmulatorController } from "../../src/controller/controller.js";
 import { controllerOptions } from "../../src/controller/options.js";
-import type { AgentReport } from "../../src/controller/agent/contract.js";
 import { CLAIM_LABEL, POOL_LABEL } from "../../src/controller/crd/pool-types.js";
 
 const NS = "pools";
 const AGENT_PORT = 27890;
 const IMAGE = "/var/lib/hexclave-emulator/images/e.qcow2";
-
-/** A container that answers like a ready, rotated agent on its Pod's IP, and exits on SIGTERM. */
-const fakeAgent =
-  (stops: string[]): RunContainer =>
-  (pod, _env, _termLog, podIP) => {
-    const report: AgentReport = {
-      state: "ready",
-      startedAt: new Date().toISOString(),
-      startupSeconds: 0.3,
-      bootMode: "resume",
-      strategy: "template",
-      snapshotKey: "test-key",
-      qemuVersion: "10.0.2",
-      accelerator: "tcg",
-      rotatedToSecret: true,
-      timings: { resume: 300 },
-    };
-    const server = createServer((req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(req.url === "/status" ? JSON.stringify(report) : "ok");
-    });
-    let exit!: (code: number) => void;
-    const exited = new Promise<number>((r) => (exit = r));
-    server.once("error", () => exit(1));
-    server.listen(AGENT_PORT, podIP);
-    return {
-      exited,
-      terminate: () => {
-        stops.push(pod.metadata!.name!);
-        server.close(() => exit(0));
-        server.closeAllConnections();
-      },
-    };
-  };
 
 describe("warm pools against a real API server", () => {
   let cluster: TestCluster;
@@ -120,7 +84,7 @@ describe("warm pools against a real API server", () => {
     await view.start();
     controller = new EmulatorController(cluster.withToken(token), options, { log: () => undefined });
     await controller.start();
-    kubelet = new FakeKubelet(cluster.admin(), NS, fakeAgent(stops), scratch);
+    kubelet = new FakeKubelet(cluster.admin(), NS, fakeAgent(AGENT_PORT, stops), scratch);
     kubelet.start();
   }, 180_000);
 

@@ -12,7 +12,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createServer } from "node:http";
 import { CoreV1Api, type KubeConfig, type V1Pod, type V1PodStatus } from "@kubernetes/client-node";
+import type { AgentReport } from "../../src/controller/agent/contract.js";
 import { OWNED_SELECTOR } from "../../src/controller/objects/names.js";
 
 export const NODE = "local-node";
@@ -29,6 +31,44 @@ export type RunContainer = (
   termLog: string,
   podIP: string,
 ) => Container;
+
+/**
+ * A container that answers like a ready agent (a resumed, rotated boot report on /status) on its
+ * Pod's IP and `port`, and exits on SIGTERM, noting the Pod's name in `stops`.
+ */
+export const fakeAgent =
+  (port: number, stops: string[], stopped: () => void = () => undefined): RunContainer =>
+  (pod, _env, _termLog, podIP) => {
+    const report: AgentReport = {
+      state: "ready",
+      startedAt: new Date().toISOString(),
+      startupSeconds: 0.42,
+      bootMode: "resume",
+      strategy: "template",
+      snapshotKey: "test-key",
+      qemuVersion: "10.0.2",
+      accelerator: "tcg",
+      rotatedToSecret: true,
+      timings: { resume: 300, rotation: 100 },
+    };
+    const server = createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(req.url === "/status" ? JSON.stringify(report) : "ok");
+    });
+    let exit!: (code: number) => void;
+    const exited = new Promise<number>((r) => (exit = r));
+    server.once("error", () => exit(1));
+    server.listen(port, podIP);
+    return {
+      exited,
+      terminate: () => {
+        stops.push(pod.metadata!.name!);
+        stopped();
+        server.close(() => exit(0));
+        server.closeAllConnections();
+      },
+    };
+  };
 
 interface Running {
   uid: string;

@@ -8,7 +8,7 @@
  * The CRDs' schemas are generated from these (crd/pool-manifest.ts).
  */
 import { z } from "zod";
-import { Condition, EmulatorSpec, Endpoint, GROUP } from "./types.js";
+import { Condition, EmulatorSpec, Endpoint, GROUP, objectName } from "./types.js";
 
 export const POOL_KIND = "EmulatorPool";
 export const POOL_PLURAL = "emulatorpools";
@@ -27,12 +27,6 @@ export const CLAIM_LABEL = `${GROUP}/claim`;
 export const TEMPLATE_HASH_ANNOTATION = `${GROUP}/template-hash`;
 /** Pool and claim names leave room for `-<5 random characters>` within an Emulator name (54). */
 export const MAX_POOL_NAME_LENGTH = 48;
-
-const objectName = z
-  .string()
-  .min(1)
-  .max(253)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
 
 export const EmulatorPoolSpec = z.object({
   template: EmulatorSpec.describe("the spec of every instance (an Emulator's spec)"),

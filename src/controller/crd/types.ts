@@ -34,7 +34,8 @@ const labelKey = z
     /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/,
   );
 const port = z.number().int().min(1).max(65535);
-const objectName = z
+/** A Kubernetes object name (a DNS subdomain). */
+export const objectName = z
   .string()
   .min(1)
   .max(253)
