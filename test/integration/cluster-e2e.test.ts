@@ -161,7 +161,19 @@ class LeaseView extends Signal {
       () => api.listNamespacedLease({ namespace }),
       { minBackoffMs: 100 },
     );
-    this.informer.onChange(() => this.notify());
+    this.informer.onChange((_t, lease) => {
+      const name = lease.metadata?.name ?? "";
+      const holders = this.holders.get(name) ?? [];
+      const h = lease.spec?.holderIdentity ?? "";
+      if (holders.at(-1) !== h) holders.push(h);
+      this.holders.set(name, holders);
+      this.notify();
+    });
+  }
+  private readonly holders = new Map<string, string[]>();
+  /** Every holder a Lease had, in order, as the watch saw it ("" when it was handed back). */
+  holdersSeen(name: string): string[] {
+    return [...(this.holders.get(name) ?? [])];
   }
   async start(): Promise<void> {
     await this.informer.start();
@@ -202,6 +214,22 @@ function installChart(): void {
     RELEASE_NS,
     "--timeout=240s",
   ]);
+}
+
+/** helm uninstall, once the release's Pods are gone: nothing of it is left in its namespace. */
+function uninstallChart(): void {
+  cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=180s"]);
+  cluster.kubectl([
+    "wait",
+    "--for=delete",
+    "pod",
+    "-l",
+    `app.kubernetes.io/instance=${RELEASE}`,
+    "-n",
+    RELEASE_NS,
+    "--timeout=120s",
+  ]);
+  expect(cluster.kubectl(["get", "all", "-n", RELEASE_NS, "-o", "name"]).trim()).toBe("");
 }
 
 /** Cleanup goes on past a step that fails, so that the cluster still comes down. */
@@ -557,8 +585,9 @@ describe("the chart on a real one-node cluster, end to end", () => {
       );
       times["leader Pod deleted → Lease held by the standby"] = seconds(t0);
       expect(after.startsWith(`${leaderPod}_`)).toBe(false);
-      // Within the lease duration (15 s by the chart's default): the old leader handed the Lease back.
-      expect(seconds(t0)).toBeLessThan(15 + 2);
+      // The old leader handed the Lease back on SIGTERM (an empty holder), so the standby did not have
+      // to wait out the lease duration; the time taken is a measurement (above), not an assertion.
+      expect(leases.holdersSeen(`${RELEASE}-leader`)).toEqual(expect.arrayContaining([before, "", after]));
     } finally {
       await leases.stop();
     }
@@ -735,18 +764,7 @@ describe("the chart on a real one-node cluster, end to end", () => {
 
   it("uninstalls: helm uninstall leaves no controller, and the namespace of its Emulators deletes cleanly", async () => {
     const t0 = performance.now();
-    cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=180s"]);
-    cluster.kubectl([
-      "wait",
-      "--for=delete",
-      "pod",
-      "-l",
-      `app.kubernetes.io/instance=${RELEASE}`,
-      "-n",
-      RELEASE_NS,
-      "--timeout=120s",
-    ]);
-    expect(cluster.kubectl(["get", "all", "-n", RELEASE_NS, "-o", "name"]).trim()).toBe("");
+    uninstallChart();
     expect(cluster.kubectl(["get", "emulators", "-A", "-o", "name"]).trim()).toBe("");
     // No finalizer is left to hold anything: the namespace goes at once.
     cluster.kubectl(["delete", "namespace", NS, "--timeout=120s"]);
@@ -1013,18 +1031,7 @@ describe("warm pools on a real one-node cluster: EmulatorPool and EmulatorClaim"
   }, 600_000);
 
   it("uninstalls again, leaving no controller", () => {
-    cluster.helm(["uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=180s"]);
-    cluster.kubectl([
-      "wait",
-      "--for=delete",
-      "pod",
-      "-l",
-      `app.kubernetes.io/instance=${RELEASE}`,
-      "-n",
-      RELEASE_NS,
-      "--timeout=120s",
-    ]);
-    expect(cluster.kubectl(["get", "all", "-n", RELEASE_NS, "-o", "name"]).trim()).toBe("");
+    uninstallChart();
   }, 300_000);
 });
 

@@ -118,7 +118,6 @@ describe("leader election with a hung API server under the leader", () => {
     const second = led.standby!;
     // The old leader let go, with its call still hung on the frozen server ...
     expect(first.to, "the leader on the frozen server never stepped down").toBeDefined();
-    expect(first.to! - frozenAt).toBeLessThan((RENEW_SEC + 1) * 1000);
     // ... before the standby began: never two leaders at once.
     expect(first.to!).toBeLessThan(second.from!);
     console.log(

@@ -8,7 +8,7 @@
  * The CRDs' schemas are generated from these (crd/pool-manifest.ts).
  */
 import { z } from "zod";
-import { Condition, EmulatorSpec, Endpoint, GROUP, objectName } from "./types.js";
+import { Condition, EmulatorSpec, Endpoint, GROUP, objectName, type ObjectMeta } from "./types.js";
 
 export const POOL_KIND = "EmulatorPool";
 export const POOL_PLURAL = "emulatorpools";
@@ -86,22 +86,10 @@ export const EmulatorClaimStatus = z.object({
 });
 export type EmulatorClaimStatus = z.infer<typeof EmulatorClaimStatus>;
 
-type Meta = {
-  name?: string;
-  namespace?: string;
-  uid?: string;
-  generation?: number;
-  resourceVersion?: string;
-  creationTimestamp?: string | Date;
-  deletionTimestamp?: string | Date;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-};
-
 export interface EmulatorPool {
   apiVersion: string;
   kind: string;
-  metadata: Meta;
+  metadata: ObjectMeta;
   spec: EmulatorPoolSpecInput;
   status?: EmulatorPoolStatus;
 }
@@ -109,7 +97,7 @@ export interface EmulatorPool {
 export interface EmulatorClaim {
   apiVersion: string;
   kind: string;
-  metadata: Meta;
+  metadata: ObjectMeta;
   spec: EmulatorClaimSpec;
   status?: EmulatorClaimStatus;
 }

@@ -188,23 +188,26 @@ export const EmulatorStatus = z.object({
 });
 export type EmulatorStatus = z.infer<typeof EmulatorStatus>;
 
-/** An Emulator as the API returns it (metadata kept loose: the API server owns it). */
+/** Metadata of our kinds as the API returns it (kept loose: the API server owns it). */
+export interface ObjectMeta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string | Date;
+  deletionTimestamp?: string | Date;
+  finalizers?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: V1OwnerReference[];
+}
+
+/** An Emulator as the API returns it. */
 export interface Emulator {
   apiVersion: string;
   kind: string;
-  metadata: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    generation?: number;
-    resourceVersion?: string;
-    creationTimestamp?: string | Date;
-    deletionTimestamp?: string | Date;
-    finalizers?: string[];
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: V1OwnerReference[];
-  };
+  metadata: ObjectMeta;
   spec: EmulatorSpecInput;
   status?: EmulatorStatus;
 }
