@@ -10,6 +10,8 @@ import { SUFFIX_PATTERN } from "./cache-key.js";
 
 export const CACHE_MODES = ["actions", "local", "none"] as const;
 export const SAVE_ON = ["default-branch", "always", "never"] as const;
+export const ENABLE_KVM = ["auto", "true", "false"] as const;
+export const CAPTURE = ["when-saved", "always"] as const;
 
 /** Where the base image comes from. */
 export type ImageSpec =
@@ -32,6 +34,16 @@ export interface ActionInputs {
   defaultBranch?: string | undefined;
   /** cache-key-suffix: salts the Actions cache key. */
   cacheKeySuffix?: string | undefined;
+  /**
+   * enable-kvm: auto (make /dev/kvm usable for this boot only when it is there and
+   * the runner may become root), true (the same, and fail when it cannot), false
+   * (never touch /dev/kvm: TCG unless it is already usable).
+   */
+  enableKvm: (typeof ENABLE_KVM)[number];
+  /** capture: when-saved (capture only a snapshot that is kept: saved, or in cache-dir) or always. */
+  capture: (typeof CAPTURE)[number];
+  /** token: sent as a bearer token to download the image (private release assets). Masked. */
+  token?: string | undefined;
   /** The resume-timeout input was given (else the Action scales the default with the accelerator). */
   resumeTimeoutGiven: boolean;
   /** The job's status as the runner evaluates `${{ job.status }}` (success, failure, cancelled). */
@@ -125,6 +137,10 @@ const ActionSchema = z.object({
   "default-branch": z.string().refine((s) => s === "" || /^[^\s~^:?*[\\]+$/.test(s), {
     message: "must be a branch name (without refs/heads/)",
   }),
+  "enable-kvm": z.enum(["", ...ENABLE_KVM], { message: "must be one of auto, true, false" }),
+  capture: z.enum(["", ...CAPTURE], { message: "must be one of when-saved, always" }),
+  // Never echoed: a bad token's problem names the rule, not the value (see readActionInputs).
+  token: z.string().refine(clean, { message: "must not have surrounding blanks or control characters" }),
 });
 
 const EXAMPLES: Record<string, string> = {
@@ -138,6 +154,9 @@ const EXAMPLES: Record<string, string> = {
   "host-share-read-only": "true",
   "cache-key-suffix": "v2",
   "default-branch": "main",
+  "enable-kvm": "auto",
+  capture: "when-saved",
+  token: "${{ secrets.GITHUB_TOKEN }}",
 };
 
 /** Every input the Action reads (action.yml declares exactly these). */
@@ -163,9 +182,8 @@ export function readActionInputs(get: (name: string) => string, opts: ReadInputs
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = String(issue.path[0]);
-      problems.push(
-        `${name}=${JSON.stringify(raw[name])} (from ${SOURCE}): ${issue.message} (e.g. ${name}=${EXAMPLES[name]})`,
-      );
+      const shown = name === "token" ? "<redacted>" : JSON.stringify(raw[name]);
+      problems.push(`${name}=${shown} (from ${SOURCE}): ${issue.message} (e.g. ${name}=${EXAMPLES[name]})`);
     }
   }
 
@@ -253,6 +271,9 @@ export function readActionInputs(get: (name: string) => string, opts: ReadInputs
     saveOn: data["save-on"] || "default-branch",
     defaultBranch: data["default-branch"] || undefined,
     cacheKeySuffix: data["cache-key-suffix"] || undefined,
+    enableKvm: data["enable-kvm"] || "auto",
+    capture: data.capture || "when-saved",
+    token: data.token || undefined,
     resumeTimeoutGiven: get("resume-timeout") !== "",
     jobStatus: get("job-status"),
     overrides: overrides as ConfigOverrides,

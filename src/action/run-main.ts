@@ -96,6 +96,9 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   const homeDir = homedir();
   const hostArch = process.arch;
   const dirs = runnerDirs(env, homeDir, cwd);
+  // The token is masked before anything (an input error included) could print it.
+  const token = core.getInput("token");
+  if (token) core.setSecret(token);
   const inputs = readActionInputs((name) => core.getInput(name), {
     env,
     cwd: dirs.workspace,
