@@ -94,6 +94,13 @@ function rows(qs: QemuResult[]): Row[] {
     const c = q.command;
     return c?.helpMs ? `${ms(c.bareNodeMs)} / ${ms(c.helpMs)} / ${ms(c.verbHelpMs)}` : "–";
   });
+  add("Action, cache-hit job: startup / restore / the rest (ms)", (q) => {
+    const h = q.action?.hit;
+    return h ? `${ms(h.startupMs)} / ${ms(h.restoreMs)} / ${ms(h.afterRestoreMs)}` : "–";
+  });
+  add("Action, miss job: startup (capture included) (ms)", (q) =>
+    q.action ? String(q.action.miss.startupMs) : "–",
+  );
   add("QMP round trip (ms)", (q) => ms(q.overhead?.qmpRoundTripMs));
   add("agent round trip (ms)", (q) => ms(q.overhead?.agentRoundTripMs));
   add("RESUME event → engine notices (ms)", (q) => ms(q.overhead?.resumeNoticeMs));

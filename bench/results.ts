@@ -10,6 +10,7 @@ import type { SharingResult } from "./sharing.js";
 import type { FloorFigures } from "./floor.js";
 import type { CommandFigures } from "./command.js";
 import type { SeedResult } from "./seed.js";
+import type { ActionFigures } from "./action.js";
 
 export const RESULT_FORMAT = 1;
 
@@ -24,6 +25,7 @@ export const SECTIONS = [
   "sharing",
   "ramScaling",
   "seed",
+  "action",
 ] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
@@ -58,6 +60,8 @@ export interface QemuResult {
   command: CommandFigures | undefined;
   /** The seed (run-seed.sh) and the command side by side. */
   seed: SeedResult | undefined;
+  /** The Action's cache-hit job (bench/action.ts); absent in results from before it. */
+  action?: ActionFigures | undefined;
   /** Load before each section (the machine is shared with other engineers' QEMU tests). */
   load: Record<string, LoadSample>;
   sectionMs: Record<string, number>;

@@ -1,7 +1,8 @@
 /**
  * One QEMU, every section in order: floors, cold boot, capture per
  * strategy, resume per strategy with and without rotation, the engine's
- * overhead, concurrent guests, RAM scaling. A section that fails is written
+ * overhead, concurrent guests, RAM scaling, the seed side by side, the
+ * Action's cache-hit job. A section that fails is written
  * down with its error and the others still run.
  */
 import { join } from "node:path";
@@ -24,6 +25,7 @@ import { scalingSection } from "./ram-scaling.js";
 import { loadSample } from "./machine.js";
 import { commandSection } from "./command.js";
 import { seedSection } from "./seed.js";
+import { actionSection } from "./action.js";
 import type { QemuResult, SectionName } from "./results.js";
 import type { BenchEnv } from "./setup.js";
 
@@ -130,6 +132,9 @@ export async function runTarget(
   await section("seed", async () => {
     q.seed = await seedSection(env, ctx.qemu.versionString, opts.ramMiB, opts.runs, log2);
     if (q.seed.unavailable) log2(`seed: ${q.seed.unavailable}`);
+  });
+  await section("action", async () => {
+    q.action = await actionSection(env, opts.ramMiB, opts.runs, log2);
   });
   return q;
 }

@@ -95,11 +95,20 @@ export type SaveVerdict =
 
 /**
  * What a save's messages mean. @actions/cache turns every failed reservation
- * into "another job may be creating this cache"; its debug line says whether
- * the service answered 409 already_exists (a lost race) or failed.
+ * into "another job may be creating this cache" (an info line, "Failed to
+ * save: Unable to reserve cache …"). Over v2 its debug line says whether the
+ * service answered 409 already_exists (a lost race) or failed; the legacy v1
+ * protocol has no such line, but appends the service's message ("More
+ * details: Cache already exists. Scope: …" for a lost race).
+ *
+ * An entry id alone does not mean saved: over v1 the id comes from the
+ * reservation, and @actions/cache still returns it when the upload or the
+ * commit that follows fails (with a "Failed to save" warning or error).
  */
 export function saveVerdict(entryId: number, messages: readonly CacheMessage[]): SaveVerdict {
-  if (entryId > 0) return { kind: "ok" };
+  const failed = messages.filter((m) => m.kind === "warning" || m.kind === "error").map((m) => m.message);
+  if (entryId > 0 && failed.length === 0) return { kind: "ok" };
+  if (entryId > 0) return { kind: "outage", message: failed.join("; ") };
   const reserve = messages.find((m) => m.kind === "debug" && m.message.startsWith("Failed to reserve cache"));
   const said = messages.filter((m) => m.kind !== "debug").map((m) => m.message);
   const text = said.join("; ") || "the cache service did not take the entry";
@@ -107,4 +116,69 @@ export function saveVerdict(entryId: number, messages: readonly CacheMessage[]):
     return { kind: "lost-race", message: text };
   if (!reserve && /already exists/i.test(text)) return { kind: "lost-race", message: text };
   return { kind: "outage", message: reserve ? `${text} (${reserve.message})` : text };
+}
+
+/**
+ * Why `@actions/cache` has no cache service for this step, naming the
+ * variables the runner did not give it. Mirrors @actions/cache's
+ * isFeatureAvailable() and getCacheServiceVersion(): cache service v2 is
+ * chosen by a non-empty ACTIONS_CACHE_SERVICE_V2, except on GitHub Enterprise
+ * Server (GITHUB_SERVER_URL other than github.com, *.ghe.com, *.localhost),
+ * which always uses the legacy service; v2 needs ACTIONS_RESULTS_URL, the
+ * legacy service (GitHub Enterprise Server, other runner implementations)
+ * ACTIONS_CACHE_URL. Both need ACTIONS_RUNTIME_TOKEN, which
+ * isFeatureAvailable() does not check (without it every call is refused).
+ */
+export function cacheServiceUnavailableReason(env: NodeJS.ProcessEnv): string {
+  const head = "the Actions cache service is not available to this step";
+  const has = (name: string) => Boolean(env[name]);
+  const ghes = ghesHost(env.GITHUB_SERVER_URL);
+  const wantsV2 = has("ACTIONS_CACHE_SERVICE_V2");
+  const reasons: string[] = [];
+  if (ghes !== undefined) {
+    if (!has("ACTIONS_CACHE_URL")) {
+      reasons.push(
+        `on GitHub Enterprise Server (GITHUB_SERVER_URL is ${ghes}) @actions/cache uses the legacy cache service` +
+          `${wantsV2 ? " even with ACTIONS_CACHE_SERVICE_V2 set" : ""}, which needs ACTIONS_CACHE_URL: it is not set`,
+      );
+    }
+  } else if (wantsV2) {
+    if (!has("ACTIONS_RESULTS_URL")) {
+      reasons.push(
+        "cache service v2 (ACTIONS_CACHE_SERVICE_V2 is set) needs ACTIONS_RESULTS_URL: it is not set" +
+          (has("ACTIONS_CACHE_URL")
+            ? " (ACTIONS_CACHE_URL, for the legacy service, is not used with v2)"
+            : ""),
+      );
+    }
+  } else if (!has("ACTIONS_CACHE_URL")) {
+    reasons.push(
+      has("ACTIONS_RESULTS_URL")
+        ? "ACTIONS_RESULTS_URL is set but ACTIONS_CACHE_SERVICE_V2 is not, so @actions/cache uses the legacy " +
+            "cache service, which needs ACTIONS_CACHE_URL: it is not set"
+        : "neither ACTIONS_RESULTS_URL with ACTIONS_CACHE_SERVICE_V2 (cache service v2) nor ACTIONS_CACHE_URL " +
+            "(the legacy cache service: GitHub Enterprise Server, other runner implementations) is set",
+    );
+  }
+  if (!has("ACTIONS_RUNTIME_TOKEN")) {
+    reasons.push("ACTIONS_RUNTIME_TOKEN, which every cache service needs, is not set");
+  }
+  if (reasons.length === 0) {
+    const service = ghes === undefined && wantsV2 ? "ACTIONS_RESULTS_URL" : "ACTIONS_CACHE_URL";
+    return `${head} (the cache client said so, although ${service} and ACTIONS_RUNTIME_TOKEN are set)`;
+  }
+  return `${head}: ${reasons.join("; ")}`;
+}
+
+/** GITHUB_SERVER_URL's host when it is a GitHub Enterprise Server (as @actions/cache's isGhes() decides), else undefined. */
+function ghesHost(serverUrl: string | undefined): string | undefined {
+  let host: string;
+  try {
+    host = new URL(serverUrl || "https://github.com").hostname;
+  } catch {
+    return undefined; // @actions/cache would throw here; not ours to decide
+  }
+  const upper = host.trimEnd().toUpperCase();
+  const hosted = upper === "GITHUB.COM" || upper.endsWith(".GHE.COM") || upper.endsWith(".LOCALHOST");
+  return hosted ? undefined : host;
 }

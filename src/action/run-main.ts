@@ -18,6 +18,7 @@ import {
   describeError,
   openSnapshotStore,
   resolveContext,
+  seedImageDigest,
   snapshotKeyOf,
   start,
   type EmulatorConfig,
@@ -118,7 +119,7 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   for (const o of envOverrides) log.info(`environment: ${describeOverride(o)}`);
 
   const kvm = await log.step("kvm", async () => {
-    const r = await ensureKvm(kvmDeps ?? hostKvmDeps());
+    const r = await ensureKvm(inputs.enableKvm, kvmDeps ?? hostKvmDeps());
     log.info(r.message);
     return r;
   });
@@ -143,6 +144,10 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
       defaultPath: draft.image,
       resolvedPath: inputs.image.kind === "path" ? draft.image : undefined,
       expectedSha256: inputs.imageSha256,
+      token: inputs.token,
+      toolCacheDir: dirs.toolCache,
+      env,
+      releaseBase: env.HEXCLAVE_EMULATOR_RELEASE_BASE || undefined,
       log: (m) => log.info(m),
       warn: (m) => log.warn(m),
     });
@@ -156,6 +161,8 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     log.info(`${ctx.accel.accelerator}: ${ctx.accel.reason}`);
     return ctx;
   });
+  // A digest verified while downloading (or recorded beside a tool-cache hit): the key does not hash the image again.
+  if (image.sha256) await seedImageDigest(image.path, image.sha256, { cacheDir: engineCtx.cacheDir });
   const timeoutFromEnv = envOverrides.some((o) => o.used && o.fields.includes("snapshotReadyTimeoutSec"));
   if (!inputs.resumeTimeoutGiven && !timeoutFromEnv) {
     const sec = resumeTimeoutFor(engineCtx.accel.accelerator);
@@ -167,6 +174,10 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   const decision =
     inputs.cache === "actions" ? saveDecision(inputs.saveOn, env, inputs.defaultBranch) : undefined;
   const maySave = decision?.save ?? false;
+  // A capture costs a migration, a publish of the guest's RAM and a resume:
+  // worth it only when the snapshot outlives the job (capture: always opts in).
+  const keeps = inputs.cache === "local" || maySave;
+  const mayCapture = inputs.capture === "always" || keeps;
   const base: Omit<EmulatorState, "outcome" | "saveGeneration"> = {
     config,
     cache: inputs.cache,
@@ -178,14 +189,14 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   };
   saveEmulatorState(state, { ...base, outcome: "starting", saveGeneration: 1 });
 
-  const restored = await restore(inputs, config, engineCtx, cacheDir, log, maySave, client);
+  const restored = await restore(inputs, config, engineCtx, cacheDir, log, { maySave, mayCapture }, client);
   const { cache, snapshotKey, startConfig, fallbackReason, allowCapture, saveGeneration } = restored;
   const keyed = { ...base, snapshotKey, cacheKey: cache.cacheKey, saveGeneration };
   saveEmulatorState(state, { ...keyed, outcome: "starting" });
 
   let result;
   try {
-    result = await start(startConfig, log.sink, { allowCapture, secrets });
+    result = await start(startConfig, log.sink, { allowCapture, secrets, context: engineCtx });
   } catch (err) {
     saveEmulatorState(state, { ...keyed, outcome: "failed" });
     throw err;
@@ -247,12 +258,15 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   );
 }
 
+const NOT_KEPT =
+  "no cached snapshot, and one captured here would not be kept (capture: when-saved; this job does not save): cold boot";
+
 interface Restored {
   cache: CacheReport;
   snapshotKey?: string | undefined;
   startConfig: EmulatorConfig;
-  /** False after an unusable cache entry in a job that may not save: it cold-boots instead of capturing. */
-  allowCapture?: boolean | undefined;
+  /** False when a snapshot this job captured would not be kept (see `capture`): it cold-boots instead. */
+  allowCapture: boolean;
   fallbackReason?: string | undefined;
   /** The generation a save of this job uses. */
   saveGeneration: number;
@@ -272,11 +286,20 @@ async function restore(
   engineCtx: EngineContext,
   cacheDir: string,
   log: PhaseLog,
-  maySave: boolean,
+  { maySave, mayCapture }: { maySave: boolean; mayCapture: boolean },
   client: CacheClient | undefined,
 ): Promise<Restored> {
   const mode = inputs.cache;
-  const plain = { startConfig: config, saveGeneration: 1, restoredFromCache: false };
+  const plain = {
+    startConfig: config,
+    saveGeneration: 1,
+    restoredFromCache: false,
+    allowCapture: mayCapture,
+  };
+  /** What a job without a usable snapshot does, for the notes. */
+  const then = mayCapture
+    ? "this job captures a snapshot"
+    : "cold boot: a snapshot captured here would not be kept (capture: when-saved)";
   if (config.snapshot === "never") {
     return { ...plain, cache: { mode, state: "off", note: "not used (snapshot is never)" } };
   }
@@ -296,7 +319,7 @@ async function restore(
               "unusable",
               `unusable in ${config.snapshotDir} (${found.reason}): this job sets it aside and cold-boots`,
             ]
-          : ["miss", `miss in ${config.snapshotDir} (this job captures one there)`];
+          : ["miss", `miss in ${config.snapshotDir} (${then} there)`];
     return { ...plain, cache: { mode, state, note }, snapshotKey };
   }
   const suffix = inputs.cacheKeySuffix;
@@ -330,8 +353,9 @@ async function restore(
     case "miss":
       return {
         ...plain,
-        cache: { mode, state: "miss", note: "miss: this job captures a snapshot", cacheKey: keyFor(1) },
+        cache: { mode, state: "miss", note: `miss: ${then}`, cacheKey: keyFor(1) },
         snapshotKey,
+        fallbackReason: mayCapture ? undefined : NOT_KEPT,
       };
     case "unavailable":
       return {
@@ -339,10 +363,11 @@ async function restore(
         cache: {
           mode,
           state: "unavailable",
-          note: `${outcome.reason} (this job captures a snapshot)`,
+          note: `${outcome.reason} (${then})`,
           cacheKey: keyFor(1),
         },
         snapshotKey,
+        fallbackReason: mayCapture ? undefined : NOT_KEPT,
       };
     case "corrupt": {
       if (config.snapshot === "required") {
@@ -356,7 +381,9 @@ async function restore(
         state: "unusable",
         note: maySave
           ? `${outcome.reason}; this job captures a new snapshot and saves it as ${keyFor(g)}`
-          : `${outcome.reason}; cold boot (this job does not save, so it does not capture)`,
+          : mayCapture
+            ? `${outcome.reason}; this job captures a snapshot for itself (capture: always; it does not save)`
+            : `${outcome.reason}; cold boot (this job does not save, so it does not capture)`,
         cacheKey: keyFor(g),
       };
       return {
@@ -364,8 +391,7 @@ async function restore(
         cache,
         snapshotKey,
         saveGeneration: g,
-        allowCapture: maySave,
-        fallbackReason: maySave ? outcome.reason : `${outcome.reason}; cold boot without capture`,
+        fallbackReason: mayCapture ? outcome.reason : `${outcome.reason}; cold boot without capture`,
       };
     }
   }

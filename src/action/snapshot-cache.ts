@@ -18,6 +18,7 @@ import { describeError, openSnapshotStore, packSnapshot, unpackSnapshot } from "
 import {
   ARCHIVE_NAME,
   actionsCache,
+  cacheServiceUnavailableReason,
   callCache,
   restoreFailure,
   saveVerdict,
@@ -53,8 +54,6 @@ export interface CacheLocation {
   client?: CacheClient | undefined;
 }
 
-const NOT_AVAILABLE = "the Actions cache service is not available to this step (no ACTIONS_RESULTS_URL)";
-
 /** Fill the store with the newest generation of `snapshotKey`'s entry, if the cache has one. */
 export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutcome> {
   const t0 = performance.now();
@@ -62,8 +61,9 @@ export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutco
   const client = opts.client ?? actionsCache;
   if (await openSnapshotStore(opts.storeRoot).lookup(opts.snapshotKey)) return { kind: "in-store", ms: ms() };
   if (!client.isFeatureAvailable()) {
-    opts.log.warn(`${NOT_AVAILABLE}: no snapshot restore`);
-    return { kind: "unavailable", ms: ms(), reason: NOT_AVAILABLE };
+    const reason = cacheServiceUnavailableReason(process.env);
+    opts.log.warn(`${reason}: no snapshot restore`);
+    return { kind: "unavailable", ms: ms(), reason };
   }
   const prefix = cacheKeyPrefix(opts.snapshotKey, opts.suffix);
   const archive = join(opts.dir, ARCHIVE_NAME);
@@ -119,7 +119,7 @@ export async function saveSnapshot(opts: CacheLocation & { generation: number })
     opts.log.warn(`the snapshot was not saved to the Actions cache: ${reason}`);
     return { kind: "not-saved", ms: ms(), reason, outage };
   };
-  if (!client.isFeatureAvailable()) return notSaved(NOT_AVAILABLE, true);
+  if (!client.isFeatureAvailable()) return notSaved(cacheServiceUnavailableReason(process.env), true);
   const snapshot = await openSnapshotStore(opts.storeRoot).lookup(opts.snapshotKey);
   if (!snapshot) return notSaved(`snapshot ${opts.snapshotKey} is no longer in the store`, false);
   const archive = join(opts.dir, ARCHIVE_NAME);

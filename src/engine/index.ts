@@ -45,6 +45,7 @@ export {
   type Usability,
 } from "./snapshot/index.js";
 export { sha256File } from "./snapshot/hash.js";
+export { seedImageDigest } from "./snapshot/image-digest.js";
 // The node store's size (the agent's metric) and its clean-up to a budget.
 export { storeUsage, type StoreUsage, type SnapshotUsage } from "./snapshot/usage.js";
 export { gcStore } from "./snapshot/gc-verb.js";

@@ -6,12 +6,14 @@
  * a container job or a self-hosted runner) and on Node 24, restores and
  * resumes the same entry; a damaged entry makes a pull request cold-boot
  * (no capture, no save) and the next default-branch job capture and save
- * generation 2, which later jobs get; a failing cache service is an outage,
+ * generation 2, which later jobs get; an entry that restores but does not
+ * resume is recaptured by the post step as the next generation; a pull
+ * request on a miss cold-boots (capture: when-saved); a failing cache service is an outage,
  * not a miss; a runner without /dev/kvm says tcg and why; the post step of a
  * failed job prints diagnostics. The four secrets are masked everywhere.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +25,8 @@ import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
 import { stopVm } from "../../src/engine/lifecycle/stop.js";
 import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
 import { ARCHIVE_NAME, callCache } from "../../src/action/cache-client.js";
-import { restoreSnapshot } from "../../src/action/snapshot-cache.js";
+import { restoreSnapshot, saveSnapshot } from "../../src/action/snapshot-cache.js";
+import { openSnapshotStore } from "../../src/engine/snapshot/index.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 import {
   annotations,
@@ -48,6 +51,7 @@ const ports = (base: number) => ({
   "mock-oauth-port": String(base + 4),
 });
 
+const quiet = { info: () => undefined, warn: () => undefined };
 const runDirOf = (job: RunnerJob) => join(job.temp, "hexclave-emulator", "run");
 const qemuRunning = (job: RunnerJob) => {
   const pid = readPidFile(runPaths(runDirOf(job)).pidFile);
@@ -158,7 +162,7 @@ for (const target of targets) {
     });
 
     afterAll(async () => {
-      for (const job of ["runner", "runner-2", "job4", "job5", "job6"]) {
+      for (const job of ["runner", "runner-2", "job4", "job5", "job6", "job7", "job8"]) {
         const dir = join(root, job, "work", "_temp", "hexclave-emulator", "run");
         await stopVm(runPaths(dir), 5).catch(() => undefined);
       }
@@ -413,6 +417,113 @@ for (const target of targets) {
       } finally {
         server.replaceEntryData(cacheKey, good);
       }
+    });
+
+    it("an entry that restores but does not resume: the job cold-boots; its post step captures afresh and saves the next generation", async () => {
+      await ensureSavedSnapshot();
+      const { main: first } = await ensureFirstJob();
+      const snapshotKey = first.outputs["snapshot-key"] ?? "";
+      // An entry whose every checksum holds but whose device state QEMU refuses:
+      // job 1's snapshot re-published with its migration stream damaged, saved
+      // under a suffix of its own as generation 1.
+      const scratch = newJob(join(root, "scratch-unresumable"));
+      const good = join(scratch.temp, "good");
+      const bad = join(scratch.temp, "bad");
+      const suffix = "unresumable";
+      await withCacheEnv(scratch, async () => {
+        const got = await restoreSnapshot({
+          snapshotKey,
+          storeRoot: good,
+          dir: join(scratch.temp, "c1"),
+          log: quiet,
+        });
+        expect(got.kind).toBe("restored");
+        const snap = (await openSnapshotStore(good).lookup(snapshotKey))!;
+        const w = await openSnapshotStore(bad).begin(snapshotKey);
+        for (const f of snap.manifest.files) copyFileSync(join(snap.dir, f.name), w.path(f.name));
+        const device = snap.manifest.files.find((f) => f.role === "device-state")!;
+        const bytes = readFileSync(w.path(device.name));
+        bytes.fill(0x5a, 64, Math.min(bytes.length, 64 + 65536));
+        writeFileSync(w.path(device.name), bytes);
+        const { keyParts, captureTimings, guest, engineVersion } = snap.manifest;
+        await w.publish({
+          manifest: { keyParts, captureTimings, guest, engineVersion },
+          files: snap.manifest.files.map((f) => ({ name: f.name, role: f.role })),
+        });
+        const saved = await saveSnapshot({
+          snapshotKey,
+          suffix,
+          generation: 1,
+          storeRoot: bad,
+          dir: join(scratch.temp, "c2"),
+          log: quiet,
+        });
+        expect(saved.kind).toBe("saved");
+      });
+      const g1 = `hexclave-emulator-v2-${snapshotKey}-s${suffix}-g1`;
+      const g2 = g1.replace(/-g1$/, "-g2");
+      expect(server.entries.find((e) => e.key === g1)?.finalized).toBe(true);
+
+      const job = newJob(join(root, "job7"), { env: server.clientEnv() });
+      const before = server.calls.length;
+      const { post } = await runJob(
+        job,
+        { inputs: { ...inputs, "cache-key-suffix": suffix } },
+        async (main) => {
+          expect(main.code, main.stdout).toBe(0);
+          expect(main.outputs["cache-hit"]).toBe("false");
+          expect(main.outputs["boot-mode"]).toBe("cold");
+          expect(main.outputs["fallback-reason"]).toMatch(/resume failed/);
+          expect(main.outputs["cache-key"]).toBe(g2);
+          expect(main.outputs["saved"]).toBe("pending");
+          expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
+        },
+      );
+      expect(post.code, post.stdout).toBe(0);
+      expect(post.stdout).toContain("the restored entry did not resume: capturing a fresh snapshot");
+      expect(post.stdout).toContain(`saving ${g2}`);
+      expect(post.outputs["saved"]).toBe("true");
+      const created = server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry");
+      expect(created.map((c) => (c.detail as { key?: string }).key)).toEqual([g2]);
+      expect(qemuRunning(job)).toBe(false);
+
+      // The next job restores generation 2 and resumes it.
+      const next = newJob(join(root, "job7"), { env: server.clientEnv() });
+      const again = await runJob(next, { inputs: { ...inputs, "cache-key-suffix": suffix } }, (main) => {
+        expect(main.code, main.stdout).toBe(0);
+        expect(main.outputs["cache-hit"]).toBe("true");
+        expect(main.outputs["boot-mode"]).toBe("resume");
+        expect(main.stdout).toContain(`Cache hit for restore-key: ${g2}`);
+      });
+      expect(again.post.code, again.post.stdout).toBe(0);
+    });
+
+    it("a pull request on a miss cold-boots without capturing (capture: when-saved); capture: always captures for itself", async () => {
+      const fresh = { ...inputs, ...ports(27440), "cache-key-suffix": "prmiss" };
+      const pr = newJob(join(root, "job8"), { env: server.clientEnv(), ref: "refs/pull/2/merge" });
+      const before = server.calls.length;
+      const cold = await runJob(pr, { inputs: fresh }, async (main) => {
+        expect(main.code, main.stdout).toBe(0);
+        expect(main.outputs["cache-state"]).toBe("miss");
+        expect(main.outputs["boot-mode"]).toBe("cold");
+        expect(main.outputs["fallback-reason"]).toMatch(/capture: when-saved/);
+        expect(main.outputs["saved"]).toBe("false");
+        expect(main.stdout).not.toContain("::group::capture-boot");
+        expect(main.outputs["secret-server-key"]).toMatch(/^[0-9a-f]{64}$/);
+        expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
+      });
+      expect(cold.post.code, cold.post.stdout).toBe(0);
+      const pr2 = newJob(join(root, "job8"), { env: server.clientEnv(), ref: "refs/pull/2/merge" });
+      const captured = await runJob(pr2, { inputs: { ...fresh, capture: "always" } }, (main) => {
+        expect(main.code, main.stdout).toBe(0);
+        expect(main.outputs["cache-state"]).toBe("miss");
+        expect(main.outputs["boot-mode"]).toBe("resume");
+        expect(main.stdout).toContain("::group::capture-boot");
+        expect(main.outputs["saved"]).toBe("false");
+      });
+      expect(captured.post.code, captured.post.stdout).toBe(0);
+      expect(captured.post.stdout).toContain("not saving the captured snapshot");
+      expect(server.calls.slice(before).filter((c) => c.op === "CreateCacheEntry")).toEqual([]);
     });
 
     it("a cache service that fails (rate-limited on restore, unreachable on save) is an outage, not a miss; the job succeeds", async () => {

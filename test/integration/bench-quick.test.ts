@@ -92,8 +92,19 @@ describe("npm run bench -- --smoke", () => {
       expect(q.seed?.unavailable ?? q.seed?.ratios).toBeDefined();
       expect(q.command?.unavailable ?? q.command?.overheadMs).toBeDefined();
       expect(ids).toEqual(
-        expect.arrayContaining(["seed-rotated", "seed-unrotated", "capture-overhead", "command-overhead"]),
+        expect.arrayContaining([
+          "seed-rotated",
+          "seed-unrotated",
+          "capture-overhead",
+          "command-overhead",
+          "action-cache-hit",
+        ]),
       );
+      // The Action's cache-hit job: the bundle restored the miss job's entry and resumed it.
+      expect(q.action?.miss.entryBytes).toBeGreaterThan(0);
+      expect(q.action?.hit.startupMs.median).toBeGreaterThan(0);
+      expect(q.action?.hit.restoreMs.median).toBeGreaterThan(0);
+      expect(Object.keys(q.action?.phases ?? {})).toEqual(expect.arrayContaining(["cache-restore"]));
       const unavailable = new Set([
         ...(q.seed?.unavailable ? ["seed-rotated", "seed-unrotated", "capture-overhead"] : []),
         ...(q.command?.unavailable ? ["command-overhead"] : []),

@@ -185,6 +185,8 @@ export interface StepOptions {
   state?: Record<string, string>;
   /** What `${{ job.status }}` evaluates to. Default "success". */
   jobStatus?: string;
+  /** What `${{ github.token }}` evaluates to. Default "" (no token). */
+  githubToken?: string;
   /** A command to run node under, e.g. ["unshare", "-m", "sh", "-c", "…", "--"]. */
   wrap?: string[];
   /** The node binary (default: the one running the tests). */
@@ -220,7 +222,13 @@ export async function runStep(
   };
   for (const [name, { default: def }] of Object.entries(meta.inputs)) {
     const given = options.inputs?.[name];
-    const value = given ?? (def === "${{ job.status }}" ? (options.jobStatus ?? "success") : def);
+    const value =
+      given ??
+      (def === "${{ job.status }}"
+        ? (options.jobStatus ?? "success")
+        : def === "${{ github.token }}"
+          ? (options.githubToken ?? "")
+          : def);
     env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] = value;
   }
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value;

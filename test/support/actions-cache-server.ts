@@ -1,7 +1,9 @@
 /**
  * A local stand-in for the GitHub Actions cache service, faithful to what the
- * real `@actions/cache` (v6, cache service v2) speaks:
+ * real `@actions/cache` (v6) speaks, in both of its protocols over one store
+ * of entries (`envFor` gives a step the environment for either):
  *
+ * Cache service v2 (github.com; ACTIONS_RESULTS_URL + ACTIONS_CACHE_SERVICE_V2):
  *  - Twirp JSON RPCs under `/twirp/github.actions.results.api.v1.CacheService/`
  *    (CreateCacheEntry, FinalizeCacheEntryUpload, GetCacheEntryDownloadURL),
  *    bearer-token authenticated, with proto field names on the wire
@@ -14,24 +16,66 @@
  *    for downloads. The signature (`sig`) and permission (`sp`) of each URL are
  *    checked, as a SAS would be.
  *
- * Entries are immutable per (key, version): a second CreateCacheEntry for a
- * key that exists (or is being uploaded) is refused, as the real service does.
- * Lookup: the primary key exactly, then each restore key as a prefix (newest
- * first); the version must match.
+ * The legacy service (GitHub Enterprise Server, other runner implementations;
+ * ACTIONS_CACHE_URL, which names a per-repository path, and no
+ * ACTIONS_CACHE_SERVICE_V2): REST under `<ACTIONS_CACHE_URL>_apis/artifactcache/`,
+ * bearer-token authenticated (401 without it), every call asking for
+ * `Accept: application/json;api-version=6.0-preview.1` (400 without an
+ * api-version), errors as the service's JSON exception bodies (`message`,
+ * `typeKey`, …):
+ *  - `GET cache?keys=k1,k2&version=v` → 200 `{scope, cacheKey, cacheVersion,
+ *    creationTime, archiveLocation}` or 204 (no entry); `archiveLocation` is a
+ *    signed, read-only blob URL as above, fetched without the token;
+ *  - `GET caches?key=k` → 200 `{totalCount, artifactCaches}` (the client's
+ *    diagnostics on a miss in debug mode);
+ *  - `POST caches {key, version, cacheSize}` → 201 `{cacheId}`, or 409
+ *    ArtifactCacheAlreadyExistsException ("Cache already exists. Scope: …,
+ *    Key: …, Version: …") when the key and version are taken;
+ *  - `PATCH caches/{id}`, one request per chunk (application/octet-stream,
+ *    `Content-Range: bytes start-end/*`, chunks in parallel and in any order)
+ *    → 204;
+ *  - `POST caches/{id} {size}` commits → 204, when the chunks cover exactly
+ *    [0, size) (400 otherwise).
+ *
+ * Entries are immutable per (key, version): a second CreateCacheEntry or
+ * reservation for a key that exists (or is being uploaded) is refused, as the
+ * real service does. Lookup (both protocols): the primary key exactly, then
+ * each key as a prefix, the primary key first, then the restore keys in order;
+ * among the entries a prefix matches, the newest; the version must match.
  *
  * Blob URLs are on 127.0.0.1 by default. With `blobHost: "azure"` they name a
- * `*.blob.core.windows.net` host, which makes `@actions/cache` download with
- * the Azure SDK (HEAD + parallel ranged GETs) as on a real runner; the client
- * then needs HTTP_PROXY pointing at this server (see `clientEnv`), which
- * serves proxied (absolute-form) requests for that host.
+ * `*.blob.core.windows.net` host, which makes `@actions/cache` download as on
+ * a real runner: with the Azure SDK (HEAD + parallel ranged GETs) over v2, with
+ * its own HTTP client (HEAD + parallel ranged GETs) over v1. The client then
+ * needs HTTP_PROXY pointing at this server (see `envFor`), which serves
+ * proxied requests for that host: absolute-form (the Azure SDK) and CONNECT
+ * tunnels (@actions/http-client).
  */
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 
 const SERVICE = "/twirp/github.actions.results.api.v1.CacheService/";
+const LEGACY_API = "_apis/artifactcache/";
+/** What @actions/cache asks the legacy service for, in every call's Accept header. */
+const LEGACY_API_VERSION = "6.0-preview.1";
+/** The branch scope legacy entries report (this service has one scope). */
+const SCOPE = "refs/heads/main";
 const AZURE_HOST = "hexclavecache.blob.core.windows.net";
 const CONTAINER = "actions-cache";
+
+/** The two protocols @actions/cache speaks: "v2" (Twirp + blob storage), "v1" (the legacy REST service). */
+export type CacheProtocol = "v1" | "v2";
+
+/** Every variable `envFor` may set: clear these before applying it, so no other protocol's leftovers steer the client. */
+export const CACHE_CLIENT_ENV = [
+  "ACTIONS_CACHE_SERVICE_V2",
+  "ACTIONS_RESULTS_URL",
+  "ACTIONS_CACHE_URL",
+  "ACTIONS_RUNTIME_TOKEN",
+  "HTTP_PROXY",
+  "http_proxy",
+] as const;
 
 export interface CacheEntry {
   id: number;
@@ -40,12 +84,17 @@ export interface CacheEntry {
   blob: string;
   finalized: boolean;
   sizeBytes?: number;
+  /** Creation order (a logical clock): "newest" in prefix lookups. */
   createdAt: number;
+  /** Creation time, as the legacy service reports it (`creationTime`). */
+  creationTime: string;
 }
 
 interface Blob {
-  /** Uncommitted blocks by block id (base64). */
+  /** Uncommitted blocks by block id (base64): v2 block uploads. */
   blocks: Map<string, Buffer>;
+  /** Uploaded chunks by start offset: v1 `PATCH caches/{id}` uploads. */
+  chunks: Map<number, Buffer>;
   data?: Buffer;
   etag?: string;
   lastModified?: Date;
@@ -53,11 +102,18 @@ interface Blob {
 
 export interface RecordedCall {
   method: string;
-  /** "CreateCacheEntry", …, or "blob:PUT", "blob:PUT block", "blob:PUT blocklist", "blob:GET", "blob:HEAD". */
+  /**
+   * v2: "CreateCacheEntry", "FinalizeCacheEntryUpload", "GetCacheEntryDownloadURL";
+   * v1 (named as @actions/cache names them): "getCacheEntry", "listCache", "reserveCache",
+   * "uploadChunk", "commitCache";
+   * blob storage: "blob:PUT", "blob:PUT block", "blob:PUT blocklist", "blob:GET", "blob:HEAD".
+   */
   op: string;
   status: number;
-  /** The Twirp request body, or the blob range asked for. */
+  /** The request body (Twirp, v1 JSON), the v1 lookup's query or chunk's range, or the blob range asked for. */
   detail?: unknown;
+  /** Which protocol the call was; undefined for blob storage, which both use. */
+  protocol?: CacheProtocol;
 }
 
 export interface CacheServerOptions {
@@ -68,9 +124,19 @@ export interface CacheServerOptions {
 }
 
 export interface FailureMode {
-  /** Answer every Twirp call with this HTTP status (a Twirp "internal" error). */
+  /**
+   * Answer every cache-service call with this HTTP status, in either protocol:
+   * v2's Twirp RPCs (a Twirp "internal" error) and all of v1's REST calls
+   * (its JSON exception body), the chunk uploads included.
+   */
+  service?: number;
+  /** The older name of `service` (same effect). */
   twirp?: number;
-  /** Answer every blob request with this HTTP status. */
+  /**
+   * Answer every request that carries the archive's bytes with this HTTP
+   * status: the blob requests (v2 uploads, both protocols' downloads) and v1's
+   * chunk uploads (`PATCH caches/{id}`).
+   */
   blob?: number;
 }
 
@@ -80,8 +146,11 @@ export class ActionsCacheServer {
   /** Set to make the service fail; clear to heal it. */
   fail: FailureMode = {};
   readonly token: string;
+  /** The opaque per-repository path segment of ACTIONS_CACHE_URL (as the legacy service's URLs have). */
+  readonly repoKey = randomBytes(9).toString("base64url");
   private readonly blobs = new Map<string, Blob>();
   private readonly secret = randomBytes(16);
+  private readonly tunnels = new Set<Socket>();
   private nextId = 1;
   private clock = 0;
 
@@ -109,6 +178,7 @@ export class ActionsCacheServer {
         res.end(String(err));
       });
     });
+    server.on("connect", (req, socket, head) => s.tunnel(req, socket as Socket, head));
     return s;
   }
 
@@ -117,18 +187,33 @@ export class ActionsCacheServer {
     return `http://127.0.0.1:${this.port}/`;
   }
 
-  /** The environment a runner gives a step so `@actions/cache` talks to this service. */
-  clientEnv(): Record<string, string> {
-    const env: Record<string, string> = {
-      ACTIONS_CACHE_SERVICE_V2: "true",
-      ACTIONS_RESULTS_URL: this.url,
-      ACTIONS_RUNTIME_TOKEN: this.token,
-    };
+  /** ACTIONS_CACHE_URL: where the legacy (v1) service is, a per-repository path as on a real runner. */
+  get legacyUrl(): string {
+    return `http://127.0.0.1:${this.port}/${this.repoKey}/`;
+  }
+
+  /**
+   * The environment a runner gives a step so `@actions/cache` talks to this
+   * service over `protocol`: v2 is ACTIONS_RESULTS_URL with
+   * ACTIONS_CACHE_SERVICE_V2; v1 is ACTIONS_CACHE_URL, and ACTIONS_CACHE_SERVICE_V2
+   * must then be unset (clear CACHE_CLIENT_ENV first). Both carry the token.
+   */
+  envFor(protocol: CacheProtocol): Record<string, string> {
+    const env: Record<string, string> =
+      protocol === "v2"
+        ? { ACTIONS_CACHE_SERVICE_V2: "true", ACTIONS_RESULTS_URL: this.url }
+        : { ACTIONS_CACHE_URL: this.legacyUrl };
+    env.ACTIONS_RUNTIME_TOKEN = this.token;
     if (this.blobHost === "azure") {
       env.HTTP_PROXY = `http://127.0.0.1:${this.port}`;
       env.http_proxy = env.HTTP_PROXY;
     }
     return env;
+  }
+
+  /** The v2 environment (`envFor("v2")`). */
+  clientEnv(): Record<string, string> {
+    return this.envFor("v2");
   }
 
   /** The stored bytes of a finalized entry (for tests that inspect or tamper with the cache). */
@@ -149,27 +234,48 @@ export class ActionsCacheServer {
 
   async close(): Promise<void> {
     this.server.closeAllConnections();
+    for (const socket of this.tunnels) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   // ---------------------------------------------------------------- dispatch
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // A proxied request names the absolute URL; a direct one only the path.
+    // A proxied request names the absolute URL; a direct (or tunnelled) one only the path.
     const url = new URL(req.url ?? "/", `http://${req.headers.host ?? "127.0.0.1"}`);
     const body = await readBody(req);
     if (url.pathname.startsWith(SERVICE))
       return this.twirp(req, res, url.pathname.slice(SERVICE.length), body);
+    const legacy = `/${this.repoKey}/${LEGACY_API}`;
+    if (url.pathname.startsWith(legacy))
+      return this.legacy(req, res, url.pathname.slice(legacy.length), url.searchParams, body);
     if (url.pathname.includes(`/${CONTAINER}/`)) return this.blob(req, res, url, body);
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found");
+  }
+
+  /**
+   * A proxy's CONNECT (how @actions/http-client reaches a host through
+   * HTTP_PROXY): for the blob host, the tunnel is served by this server.
+   */
+  private tunnel(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const host = (req.url ?? "").replace(/:\d+$/, "");
+    if (host !== AZURE_HOST) {
+      socket.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    this.tunnels.add(socket);
+    socket.once("close", () => this.tunnels.delete(socket));
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (head.length > 0) socket.unshift(head);
+    this.server.emit("connection", socket);
   }
 
   // ---------------------------------------------------------------- Twirp
 
   private twirp(req: IncomingMessage, res: ServerResponse, method: string, raw: Buffer): void {
     const reply = (status: number, payload: unknown, detail?: unknown) => {
-      this.calls.push({ method: req.method ?? "", op: method, status, detail });
+      this.calls.push({ method: req.method ?? "", op: method, status, detail, protocol: "v2" });
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(payload));
     };
@@ -187,8 +293,8 @@ export class ActionsCacheServer {
     } catch {
       return error(400, "malformed", "the request body is not JSON");
     }
-    if (this.fail.twirp)
-      return error(this.fail.twirp, "internal", "the cache service is failing (test)", body);
+    const failing = this.fail.service ?? this.fail.twirp;
+    if (failing) return error(failing, "internal", "the cache service is failing (test)", body);
     const key = typeof body.key === "string" ? body.key : "";
     const version = typeof body.version === "string" ? body.version : "";
 
@@ -203,16 +309,7 @@ export class ActionsCacheServer {
             body,
           );
         }
-        const entry: CacheEntry = {
-          id: this.nextId++,
-          key,
-          version,
-          blob: randomBytes(12).toString("hex"),
-          finalized: false,
-          createdAt: ++this.clock,
-        };
-        this.entries.push(entry);
-        this.blobs.set(entry.blob, { blocks: new Map() });
+        const entry = this.createEntry(key, version);
         return reply(200, { ok: true, signed_upload_url: this.signedUrl(entry.blob, "cw") }, body);
       }
       case "FinalizeCacheEntryUpload": {
@@ -235,7 +332,7 @@ export class ActionsCacheServer {
       case "GetCacheEntryDownloadURL": {
         if (!key || !version) return error(400, "invalid_argument", "key and version are required", body);
         const restoreKeys = Array.isArray(body.restore_keys) ? (body.restore_keys as string[]) : [];
-        const found = this.lookup(key, restoreKeys, version);
+        const found = this.lookup([key, ...restoreKeys], version);
         if (!found) return reply(200, { ok: false, signed_download_url: "", matched_key: "" }, body);
         return reply(
           200,
@@ -248,15 +345,243 @@ export class ActionsCacheServer {
     }
   }
 
-  private lookup(key: string, restoreKeys: string[], version: string): CacheEntry | undefined {
+  private createEntry(key: string, version: string): CacheEntry {
+    const entry: CacheEntry = {
+      id: this.nextId++,
+      key,
+      version,
+      blob: randomBytes(12).toString("hex"),
+      finalized: false,
+      createdAt: ++this.clock,
+      creationTime: new Date().toISOString(),
+    };
+    this.entries.push(entry);
+    this.blobs.set(entry.blob, { blocks: new Map(), chunks: new Map() });
+    return entry;
+  }
+
+  /** `keys`: the primary key, then the restore keys (see the file comment). */
+  private lookup(keys: readonly string[], version: string): CacheEntry | undefined {
     const ready = this.entries.filter((e) => e.finalized && e.version === version);
-    const exact = ready.find((e) => e.key === key);
+    const exact = ready.find((e) => e.key === keys[0]);
     if (exact) return exact;
-    for (const prefix of restoreKeys) {
+    for (const prefix of keys) {
       const matches = ready.filter((e) => e.key.startsWith(prefix)).sort((a, b) => b.createdAt - a.createdAt);
       if (matches[0]) return matches[0];
     }
     return undefined;
+  }
+
+  // ---------------------------------------------------------------- legacy (v1) REST
+
+  private legacy(
+    req: IncomingMessage,
+    res: ServerResponse,
+    resource: string,
+    query: URLSearchParams,
+    raw: Buffer,
+  ): void {
+    const method = req.method ?? "";
+    const idMatch = /^caches\/(\d+)$/.exec(resource);
+    const op =
+      method === "GET" && resource === "cache"
+        ? "getCacheEntry"
+        : method === "GET" && resource === "caches"
+          ? "listCache"
+          : method === "POST" && resource === "caches"
+            ? "reserveCache"
+            : method === "PATCH" && idMatch
+              ? "uploadChunk"
+              : method === "POST" && idMatch
+                ? "commitCache"
+                : `${method} ${resource}`;
+    const reply = (status: number, payload?: unknown, detail?: unknown) => {
+      this.calls.push({ method, op, status, detail, protocol: "v1" });
+      if (payload === undefined) {
+        res.writeHead(status);
+        return void res.end();
+      }
+      res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+      res.end(JSON.stringify(payload));
+    };
+    // The service's exception body; @actions/http-client surfaces its `message`.
+    const error = (status: number, typeKey: string, message: string, detail?: unknown) =>
+      reply(
+        status,
+        {
+          $id: "1",
+          innerException: null,
+          message,
+          typeName: `Microsoft.Azure.DevOps.PipelineCache.WebApi.${typeKey}, Microsoft.Azure.DevOps.PipelineCache.WebApi`,
+          typeKey,
+          errorCode: 0,
+          eventId: 3000,
+        },
+        detail,
+      );
+
+    if (op.includes(" "))
+      return error(404, "ResourceNotFoundException", `no route for ${method} ${resource}`);
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      return error(
+        401,
+        "UnauthorizedRequestException",
+        "TF400813: The user '' is not authorized to access this resource.",
+      );
+    }
+    const accept = String(req.headers.accept ?? "");
+    const apiVersion = /(?:^|;)\s*api-version=([^;,\s]+)/.exec(accept)?.[1];
+    if (!accept.startsWith("application/json") || !apiVersion) {
+      return error(
+        400,
+        "VssVersionNotSpecifiedException",
+        `this resource needs an api-version in the Accept header (application/json;api-version=${LEGACY_API_VERSION})`,
+      );
+    }
+    if (apiVersion !== LEGACY_API_VERSION) {
+      return error(
+        400,
+        "VssVersionOutOfRangeException",
+        `the requested REST API version ${apiVersion} is not supported; this service speaks ${LEGACY_API_VERSION}`,
+      );
+    }
+    const failing =
+      this.fail.service ?? this.fail.twirp ?? (op === "uploadChunk" ? this.fail.blob : undefined);
+    if (failing)
+      return error(failing, "ArtifactCacheServiceException", "the cache service is failing (test)");
+
+    const json = (): Record<string, unknown> | undefined => {
+      try {
+        const v = JSON.parse(raw.toString("utf8") || "{}") as unknown;
+        return v && typeof v === "object" ? (v as Record<string, unknown>) : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const entryOf = (id: number) => this.entries.find((e) => e.id === id);
+
+    switch (op) {
+      case "getCacheEntry": {
+        const keys = (query.get("keys") ?? "").split(",").filter((k) => k !== "");
+        const version = query.get("version") ?? "";
+        const detail = { keys, version };
+        if (keys.length === 0 || !version)
+          return error(400, "ArgumentException", "keys and version are required", detail);
+        const found = this.lookup(keys, version);
+        if (!found) return reply(204, undefined, detail);
+        return reply(
+          200,
+          {
+            scope: SCOPE,
+            cacheKey: found.key,
+            cacheVersion: found.version,
+            creationTime: found.creationTime,
+            archiveLocation: this.signedUrl(found.blob, "r"),
+          },
+          detail,
+        );
+      }
+      case "listCache": {
+        const key = query.get("key") ?? "";
+        const listed = this.entries
+          .filter((e) => e.finalized && e.key.startsWith(key))
+          .sort((a, b) => b.createdAt - a.createdAt)
+          .map((e) => ({
+            cacheKey: e.key,
+            cacheVersion: e.version,
+            scope: SCOPE,
+            creationTime: e.creationTime,
+          }));
+        return reply(200, { totalCount: listed.length, artifactCaches: listed }, { key });
+      }
+      case "reserveCache": {
+        const body = json();
+        if (!body) return error(400, "ArgumentException", "the request body is not a JSON object");
+        const key = typeof body.key === "string" ? body.key : "";
+        const version = typeof body.version === "string" ? body.version : "";
+        if (!key || !version) return error(400, "ArgumentException", "key and version are required", body);
+        if (this.entries.some((e) => e.key === key && e.version === version)) {
+          return error(
+            409,
+            "ArtifactCacheAlreadyExistsException",
+            `Cache already exists. Scope: ${SCOPE}, Key: ${key}, Version: ${version}`,
+            body,
+          );
+        }
+        return reply(201, { cacheId: this.createEntry(key, version).id }, body);
+      }
+      case "uploadChunk": {
+        const id = Number(idMatch?.[1]);
+        const entry = entryOf(id);
+        const blob = entry && this.blobs.get(entry.blob);
+        const range = /^bytes (\d+)-(\d+)\/(?:\*|\d+)$/.exec(String(req.headers["content-range"] ?? ""));
+        const detail = range ? { id, start: Number(range[1]), end: Number(range[2]) } : { id };
+        if (!entry || !blob) return error(404, "ArtifactCacheNotFoundException", `no cache ${id}`, detail);
+        if (entry.finalized)
+          return error(400, "ArtifactCacheAlreadyCommittedException", `cache ${id} is committed`, detail);
+        if (!String(req.headers["content-type"] ?? "").startsWith("application/octet-stream")) {
+          return error(415, "ArgumentException", "chunks are application/octet-stream", detail);
+        }
+        if (!range) {
+          return error(
+            400,
+            "ArgumentException",
+            `Content-Range must be "bytes start-end/*", not "${String(req.headers["content-range"] ?? "")}"`,
+            detail,
+          );
+        }
+        const start = Number(range[1]);
+        const end = Number(range[2]);
+        if (end < start || raw.length !== end - start + 1) {
+          return error(
+            400,
+            "ArgumentException",
+            `Content-Range bytes ${start}-${end} does not match the ${raw.length} bytes sent`,
+            detail,
+          );
+        }
+        blob.chunks.set(start, raw);
+        return reply(204, undefined, detail);
+      }
+      case "commitCache": {
+        const id = Number(idMatch?.[1]);
+        const body = json();
+        const entry = entryOf(id);
+        const blob = entry && this.blobs.get(entry.blob);
+        if (!entry || !blob) return error(404, "ArtifactCacheNotFoundException", `no cache ${id}`, body);
+        if (entry.finalized)
+          return error(400, "ArtifactCacheAlreadyCommittedException", `cache ${id} is committed`, body);
+        if (!body || typeof body.size !== "number")
+          return error(400, "ArgumentException", "size is required", body);
+        const parts = [...blob.chunks.entries()].sort((a, b) => a[0] - b[0]);
+        let offset = 0;
+        for (const [start, part] of parts) {
+          if (start !== offset) {
+            return error(
+              400,
+              "ArgumentException",
+              `the chunks do not cover the archive: ${start < offset ? "overlap" : "gap"} at byte ${Math.min(start, offset)}`,
+              body,
+            );
+          }
+          offset += part.length;
+        }
+        if (offset !== body.size) {
+          return error(
+            400,
+            "ArgumentException",
+            `size ${String(body.size)} does not match the ${offset} bytes uploaded`,
+            body,
+          );
+        }
+        this.commit(blob, Buffer.concat(parts.map(([, part]) => part)));
+        blob.chunks.clear();
+        entry.finalized = true;
+        entry.sizeBytes = offset;
+        return reply(204, undefined, body);
+      }
+    }
+    return error(404, "ResourceNotFoundException", `no route for ${method} ${resource}`);
   }
 
   // ---------------------------------------------------------------- blobs
@@ -304,7 +629,15 @@ export class ActionsCacheServer {
     if (writing ? !sp.includes("w") : !sp.includes("r")) {
       return fail(403, "AuthorizationPermissionMismatch", "This request is not authorized by the SAS.");
     }
-    if (this.fail.blob) return fail(this.fail.blob, "InternalError", "The blob service is failing (test).");
+    if (this.fail.blob) {
+      const code =
+        this.fail.blob === 403
+          ? "AuthenticationFailed"
+          : this.fail.blob === 503
+            ? "ServerBusy"
+            : "InternalError";
+      return fail(this.fail.blob, code, "The blob service is failing (test).");
+    }
 
     const headers = (extra: Record<string, string> = {}) => ({
       "x-ms-request-id": randomBytes(8).toString("hex"),

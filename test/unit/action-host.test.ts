@@ -1,90 +1,10 @@
-/** The Action's host steps with injected hosts: making /dev/kvm usable, finding or installing QEMU. */
+/** The Action's host steps with injected hosts: finding or installing QEMU (/dev/kvm: action-kvm.test.ts). */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureKvm, UDEV_RULE, UDEV_RULE_FILE, type KvmDeps } from "../../src/action/kvm.js";
 import { resolveQemu, type QemuDeps } from "../../src/action/qemu.js";
 import { EngineError } from "../../src/engine/errors.js";
-
-function kvmHost(over: Partial<KvmDeps> & { writableAfter?: string } = {}) {
-  const ran: string[] = [];
-  let writable = false;
-  const deps: KvmDeps = {
-    platform: "linux",
-    device: "/dev/kvm",
-    exists: () => true,
-    writable: () => writable,
-    isRoot: false,
-    canBeRoot: async () => true,
-    asRoot: async (argv, input) => {
-      ran.push(argv.join(" ") + (input ? ` <<< ${input.trim()}` : ""));
-      if (argv.join(" ") === over.writableAfter) writable = true;
-    },
-    ...over,
-  };
-  return { deps, ran };
-}
-
-describe("making /dev/kvm usable", () => {
-  it("leaves a writable /dev/kvm alone", async () => {
-    const { deps, ran } = kvmHost({ writable: () => true });
-    expect(await ensureKvm(deps)).toMatchObject({ state: "usable" });
-    expect(ran).toEqual([]);
-  });
-
-  it("says the runner has no KVM when /dev/kvm is missing", async () => {
-    const { deps } = kvmHost({ exists: () => false });
-    const r = await ensureKvm(deps);
-    expect(r.state).toBe("missing");
-    expect(r.message).toContain("/dev/kvm does not exist");
-  });
-
-  it("installs the udev rule with sudo when the device is not writable", async () => {
-    const { deps, ran } = kvmHost({ writableAfter: "udevadm trigger --name-match=kvm" });
-    const r = await ensureKvm(deps);
-    expect(r).toMatchObject({ state: "enabled" });
-    expect(r.message).toContain(UDEV_RULE_FILE);
-    expect(ran).toEqual([
-      `tee ${UDEV_RULE_FILE} <<< ${UDEV_RULE.trim()}`,
-      "udevadm control --reload-rules",
-      "udevadm trigger --name-match=kvm",
-    ]);
-  });
-
-  it("falls back to chmod where udev does not run, and says what it did", async () => {
-    const { deps, ran } = kvmHost({ writableAfter: "chmod 666 /dev/kvm" });
-    const plain = deps.asRoot;
-    deps.asRoot = async (argv, input) => {
-      await plain(argv, input);
-      if (argv[0] === "udevadm") throw new Error("udevadm: not found");
-    };
-    const r = await ensureKvm(deps);
-    expect(r.state).toBe("enabled");
-    expect(r.message).toContain("chmod 666 /dev/kvm");
-    expect(ran.at(-1)).toBe("chmod 666 /dev/kvm");
-  });
-
-  it("explains what to do when sudo needs a password", async () => {
-    const { deps, ran } = kvmHost({ canBeRoot: async () => false });
-    const r = await ensureKvm(deps);
-    expect(r.state).toBe("not-writable");
-    expect(r.message).toContain("kvm group");
-    expect(ran).toEqual([]);
-  });
-
-  it("reports when nothing helped", async () => {
-    const { deps } = kvmHost();
-    const r = await ensureKvm(deps);
-    expect(r.state).toBe("not-writable");
-    expect(r.message).toContain("still not writable");
-  });
-
-  it("does nothing off Linux", async () => {
-    const { deps } = kvmHost({ platform: "darwin" });
-    expect((await ensureKvm(deps)).state).toBe("not-linux");
-  });
-});
 
 const made: string[] = [];
 afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));

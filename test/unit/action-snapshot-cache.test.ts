@@ -3,7 +3,9 @@
  * @actions/cache against the local cache service. Save → restore into a
  * fresh store on a runner laid out elsewhere; the newest generation wins; a
  * damaged entry is refused (nothing published); a service that is down is an
- * outage, not a miss; a lost save race is benign.
+ * outage, not a miss; a lost save race is benign. Each behaviour over cache
+ * service v2 and over the legacy v1 protocol (GitHub Enterprise Server, other
+ * runner implementations). And what the Action says when neither is there.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,7 +15,12 @@ import { join } from "node:path";
 import * as cache from "@actions/cache";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { restoreSnapshot, saveSnapshot, type CacheLocation } from "../../src/action/snapshot-cache.js";
-import { ARCHIVE_NAME, callCache, type CacheClient } from "../../src/action/cache-client.js";
+import {
+  ARCHIVE_NAME,
+  cacheServiceUnavailableReason,
+  callCache,
+  type CacheClient,
+} from "../../src/action/cache-client.js";
 import { cacheKeyOf, cacheKeyPrefix, generationOf } from "../../src/action/cache-key.js";
 import {
   SNAPSHOT_FORMAT_VERSION,
@@ -21,16 +28,23 @@ import {
   type SnapshotKeyParts,
 } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore, packSnapshot } from "../../src/engine/snapshot/index.js";
-import { ActionsCacheServer } from "../support/actions-cache-server.js";
+import { ActionsCacheServer, CACHE_CLIENT_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
 
 const ENV = [
-  "ACTIONS_CACHE_SERVICE_V2",
-  "ACTIONS_RESULTS_URL",
-  "ACTIONS_RUNTIME_TOKEN",
+  ...CACHE_CLIENT_ENV,
+  // A GitHub Enterprise Server URL would force the legacy protocol.
+  "GITHUB_SERVER_URL",
+  "ACTIONS_CACHE_MODE",
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
 const saved = Object.fromEntries(ENV.map((n) => [n, process.env[n]]));
+const restoreEnv = () => {
+  for (const [n, v] of Object.entries(saved)) {
+    if (v === undefined) delete process.env[n];
+    else process.env[n] = v;
+  }
+};
 
 const parts: SnapshotKeyParts = {
   formatVersion: SNAPSHOT_FORMAT_VERSION,
@@ -72,7 +86,11 @@ function logger() {
   return { lines, log: { info: (m: string) => lines.info.push(m), warn: (m: string) => lines.warn.push(m) } };
 }
 
-describe("the snapshot cache adapter", () => {
+const PROTOCOLS: CacheProtocol[] = ["v2", "v1"];
+
+describe.each(PROTOCOLS)("the snapshot cache adapter over cache protocol %s", (protocol) => {
+  /** The variable that says where the service is, for this protocol. */
+  const serviceUrlVar = protocol === "v2" ? "ACTIONS_RESULTS_URL" : "ACTIONS_CACHE_URL";
   let root: string;
   let server: ActionsCacheServer;
   /** A runner's layout: its own RUNNER_TEMP, GITHUB_WORKSPACE and the Action's cache dir under its temp. */
@@ -95,14 +113,12 @@ describe("the snapshot cache adapter", () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "hxe-action-cache-"));
     server = await ActionsCacheServer.start();
-    Object.assign(process.env, server.clientEnv());
+    for (const n of ENV) delete process.env[n];
+    Object.assign(process.env, server.envFor(protocol));
   });
   afterAll(async () => {
     await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
+    restoreEnv();
     rmSync(root, { recursive: true, force: true });
   });
 
@@ -114,6 +130,7 @@ describe("the snapshot cache adapter", () => {
     expect(s.kind).toBe("saved");
     expect(lines.warn).toEqual([]);
     expect(server.entries.map((e) => e.key)).toEqual([`hexclave-emulator-v2-${KEY}-g1`]);
+    expect(server.calls.every((c) => c.protocol === undefined || c.protocol === protocol)).toBe(true);
     expect(cacheKeyOf(KEY, undefined, 1)).toBe(`hexclave-emulator-v2-${KEY}-g1`);
 
     // A container job (/__w/_temp) or a self-hosted runner elsewhere: other paths, same entry.
@@ -200,8 +217,8 @@ describe("the snapshot cache adapter", () => {
 
   it("says a failing service is an outage (not a miss), for restore and for save", async () => {
     const { log, lines } = logger();
-    // Rate limited: @actions/cache does not retry it (a 5xx is retried for half a minute).
-    server.fail = { twirp: 429 };
+    // Rate limited: @actions/cache does not retry it (over v2 a 5xx is retried for half a minute).
+    server.fail = { service: 429 };
     try {
       const r = await restoreSnapshot(at("runner-e", join(root, "store-6"), log));
       expect(r.kind).toBe("unavailable");
@@ -216,19 +233,55 @@ describe("the snapshot cache adapter", () => {
     }
   });
 
-  it("warns and goes on when the service is unreachable, for restore and for save", async () => {
-    const url = process.env.ACTIONS_RESULTS_URL;
-    process.env.ACTIONS_RESULTS_URL = "http://127.0.0.1:9/";
+  // Over v1, @actions/cache waits 5 s after each of its two attempts at a call that cannot connect
+  // (some 20 s for this test's restore and save); over v2 it does not retry a refused connection.
+  it(
+    "warns and goes on when the service is unreachable, for restore and for save",
+    { timeout: 60_000 },
+    async () => {
+      const url = process.env[serviceUrlVar];
+      process.env[serviceUrlVar] = "http://127.0.0.1:9/";
+      try {
+        const { log, lines } = logger();
+        const r = await restoreSnapshot(at("runner-f", join(root, "store-7"), log));
+        expect(r.kind).toBe("unavailable");
+        const s = await saveSnapshot({ ...at("runner-f", join(root, "store-1"), log), generation: 9 });
+        expect(s.kind).toBe("not-saved");
+        expect(lines.warn.join("\n")).toContain("not saved to the Actions cache");
+      } finally {
+        process.env[serviceUrlVar] = url;
+      }
+    },
+  );
+
+  it("says a save whose upload failed after the reservation is an outage, not a saved entry", async () => {
+    const { log, lines } = logger();
+    const key = cacheKeyOf(KEY, undefined, 7);
+    // Blob storage refuses the upload (a SAS gone stale): neither client retries a 403.
+    server.fail = { blob: 403 };
     try {
-      const { log, lines } = logger();
-      const r = await restoreSnapshot(at("runner-f", join(root, "store-7"), log));
-      expect(r.kind).toBe("unavailable");
-      const s = await saveSnapshot({ ...at("runner-f", join(root, "store-1"), log), generation: 9 });
-      expect(s.kind).toBe("not-saved");
-      expect(lines.warn.join("\n")).toContain("not saved to the Actions cache");
+      const s = await saveSnapshot({ ...at("runner-h", join(root, "store-1"), log), generation: 7 });
+      expect(s).toMatchObject({ kind: "not-saved", outage: true });
     } finally {
-      process.env.ACTIONS_RESULTS_URL = url;
+      server.fail = {};
     }
+    expect(lines.warn.join("\n")).toContain(
+      "not saved to the Actions cache: the Actions cache service failed",
+    );
+    // The entry was reserved but never completed: nothing for a restore to find.
+    expect(server.entries.find((e) => e.key === key)).toMatchObject({ finalized: false });
+    expect(server.entryData(key)).toBeUndefined();
+  });
+});
+
+describe("without a cache service", () => {
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), "hxe-action-nocache-"));
+  });
+  afterAll(() => {
+    restoreEnv();
+    rmSync(root, { recursive: true, force: true });
   });
 
   it("warns when no cache service is configured at all", async () => {
@@ -238,8 +291,84 @@ describe("the snapshot cache adapter", () => {
       saveCache: () => Promise.reject(new Error("not called")),
     };
     const { log, lines } = logger();
-    const r = await restoreSnapshot(at("runner-g", join(root, "store-8"), log, { client }));
+    const r = await restoreSnapshot({
+      snapshotKey: KEY,
+      storeRoot: join(root, "store"),
+      dir: join(root, "cache"),
+      log,
+      client,
+    });
     expect(r).toMatchObject({ kind: "unavailable" });
     expect(lines.warn[0]).toContain("not available");
+  });
+
+  const TOKEN = { ACTIONS_RUNTIME_TOKEN: "t" };
+  it.each<{ runner: string; env: Record<string, string>; names: RegExp[]; not?: RegExp[] }>([
+    {
+      runner: "gives no cache variables at all",
+      env: {},
+      names: [
+        /ACTIONS_RESULTS_URL with ACTIONS_CACHE_SERVICE_V2/,
+        /ACTIONS_CACHE_URL/,
+        /ACTIONS_RUNTIME_TOKEN/,
+      ],
+    },
+    {
+      runner: "asks for cache service v2 without its URL",
+      env: { ACTIONS_CACHE_SERVICE_V2: "true", ACTIONS_CACHE_URL: "http://legacy/", ...TOKEN },
+      names: [/cache service v2 \(ACTIONS_CACHE_SERVICE_V2 is set\) needs ACTIONS_RESULTS_URL/],
+      not: [/ACTIONS_RUNTIME_TOKEN/],
+    },
+    {
+      runner: "gives v2's URL without ACTIONS_CACHE_SERVICE_V2 (the legacy service is then used)",
+      env: { ACTIONS_RESULTS_URL: "http://results/", ...TOKEN },
+      names: [/ACTIONS_CACHE_SERVICE_V2 is not/, /legacy cache service, which needs ACTIONS_CACHE_URL/],
+    },
+    {
+      runner: "is GitHub Enterprise Server, where v2 is never used",
+      env: {
+        GITHUB_SERVER_URL: "https://ghes.example.com",
+        ACTIONS_CACHE_SERVICE_V2: "true",
+        ACTIONS_RESULTS_URL: "http://results/",
+        ...TOKEN,
+      },
+      names: [
+        /GitHub Enterprise Server \(GITHUB_SERVER_URL is ghes\.example\.com\)/,
+        /needs ACTIONS_CACHE_URL/,
+      ],
+    },
+  ])("says which variables are missing when the runner $runner", async ({ env, names, not = [] }) => {
+    for (const n of ENV) delete process.env[n];
+    Object.assign(process.env, env);
+    // The cache client agrees that there is no service.
+    expect(cache.isFeatureAvailable()).toBe(false);
+    const reason = cacheServiceUnavailableReason(process.env);
+    expect(reason).toMatch(/^the Actions cache service is not available to this step: /);
+    for (const name of names) expect(reason).toMatch(name);
+    for (const name of not) expect(reason).not.toMatch(name);
+  });
+
+  it("names the missing runtime token when the service URL is there, for either protocol", () => {
+    const v1 = { ACTIONS_CACHE_URL: "http://legacy/" };
+    const v2 = { ACTIONS_CACHE_SERVICE_V2: "true", ACTIONS_RESULTS_URL: "http://results/" };
+    for (const env of [v1, v2]) {
+      const reason = cacheServiceUnavailableReason(env);
+      expect(reason).toContain("ACTIONS_RUNTIME_TOKEN, which every cache service needs, is not set");
+      expect(reason).not.toMatch(/ACTIONS_(CACHE|RESULTS)_URL/);
+    }
+    // github.com, GHE.com and *.localhost hosts are not GitHub Enterprise Server: v2 stays v2.
+    for (const server of ["https://github.com", "https://acme.ghe.com", "http://github.localhost"]) {
+      expect(
+        cacheServiceUnavailableReason({
+          ...v2,
+          ...TOKEN,
+          GITHUB_SERVER_URL: server,
+          ACTIONS_RESULTS_URL: "",
+        }),
+      ).toContain("needs ACTIONS_RESULTS_URL");
+    }
+    expect(cacheServiceUnavailableReason({ ...v1, ...TOKEN })).toBe(
+      "the Actions cache service is not available to this step (the cache client said so, although ACTIONS_CACHE_URL and ACTIONS_RUNTIME_TOKEN are set)",
+    );
   });
 });

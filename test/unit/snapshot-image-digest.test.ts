@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
-import { imageDigest } from "../../src/engine/snapshot/image-digest.js";
+import { imageDigest, seedImageDigest } from "../../src/engine/snapshot/image-digest.js";
 
 const made: string[] = [];
 /** A fresh directory under os.tmpdir(), removed after the file's tests. */
@@ -106,5 +106,47 @@ describe("image digest", () => {
     const err = await imageDigest(join(dir, "nope.qcow2"), opts).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineError);
     expect((err as EngineError).code).toBe("IMAGE_NOT_FOUND");
+  });
+});
+
+describe("seeding the image digest cache", () => {
+  it("answers a seeded digest without reading the file", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "downloaded image");
+    await seedImageDigest(image, sha("downloaded image").toUpperCase(), { cacheDir: opts.cacheDir });
+    expect(await imageDigest(image, opts)).toBe(sha("downloaded image"));
+    expect(hashed).toEqual([]);
+  });
+
+  it("keys the seed by the file's identity: a changed file is hashed again", async () => {
+    const { image, hashed, opts } = setup();
+    await writeFile(image, "downloaded image");
+    await seedImageDigest(image, sha("downloaded image"), { cacheDir: opts.cacheDir });
+    await appendFile(image, "+changed");
+    expect(await imageDigest(image, opts)).toBe(sha("downloaded image+changed"));
+    expect(hashed).toHaveLength(1);
+  });
+
+  it("keeps the entries already cached for other files", async () => {
+    const { dir, image, hashed, opts } = setup();
+    const other = join(dir, "other.qcow2");
+    await writeFile(other, "other image");
+    await imageDigest(other, opts);
+    await writeFile(image, "downloaded image");
+    await seedImageDigest(image, sha("downloaded image"), { cacheDir: opts.cacheDir });
+    expect(await imageDigest(other, opts)).toBe(sha("other image"));
+    expect(await imageDigest(image, opts)).toBe(sha("downloaded image"));
+    expect(hashed).toHaveLength(1);
+  });
+
+  it("refuses a digest that is not a sha256, and a file that is not there", async () => {
+    const { dir, image, opts } = setup();
+    await writeFile(image, "x");
+    const bad = await seedImageDigest(image, "abc", { cacheDir: opts.cacheDir }).catch((e: unknown) => e);
+    expect((bad as EngineError).code).toBe("CHECKSUM_INVALID");
+    const missing = await seedImageDigest(join(dir, "nope.qcow2"), sha("x"), {
+      cacheDir: opts.cacheDir,
+    }).catch((e: unknown) => e);
+    expect((missing as EngineError).code).toBe("IMAGE_NOT_FOUND");
   });
 });

@@ -88,3 +88,26 @@ export async function resolveContext(
     deps: withDeps(deps),
   };
 }
+
+/** The config fields resolveContext reads: a context stays valid for a config equal in these. */
+const RESOLVED_FROM = [
+  "arch",
+  "image",
+  "qemuBinary",
+  "qemuImg",
+  "strategy",
+  "firmware",
+  "home",
+  "runDir",
+] as const;
+
+/**
+ * `ctx` for `config` when config differs from ctx.config only in fields the
+ * context was not resolved from (timeouts, ports, rotation…), so a caller
+ * that probed once (the Action, to pick its timeouts) does not probe again;
+ * else undefined.
+ */
+export function reuseContext(ctx: EngineContext, config: EmulatorConfig): EngineContext | undefined {
+  const same = RESOLVED_FROM.every((f) => JSON.stringify(ctx.config[f]) === JSON.stringify(config[f]));
+  return same ? { ...ctx, config } : undefined;
+}

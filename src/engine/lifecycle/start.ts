@@ -10,7 +10,7 @@ import { SERVICE_NAMES, type ServiceName } from "../config/index.js";
 import { openSnapshotStore, type SnapshotStore, type Usability } from "../snapshot/store.js";
 import type { GuestAgent } from "../qemu/qga.js";
 import type { RotatedSecrets } from "../guest/rotation.js";
-import { resolveContext, type EngineContext } from "./context.js";
+import { resolveContext, reuseContext, type EngineContext } from "./context.js";
 import { Phases, silent, type EventSink, type SkippedStep } from "./events.js";
 import { ensureRunDir, writeState, type RunState } from "./run-dir.js";
 import { acquireRunLock } from "./run-lock.js";
@@ -60,6 +60,12 @@ export interface StartOptions {
   allowCapture?: boolean | undefined;
   /** Effects to use instead of the real ones (wrapping them is the usual case: see deps.ts). */
   deps?: Partial<EngineDeps> | undefined;
+  /**
+   * A context the caller already resolved (resolveContext) for this config or
+   * one differing only in what the probe does not read: used instead of
+   * probing again. Ignored when `deps` is given (the context carries its own).
+   */
+  context?: EngineContext | undefined;
 }
 
 export async function start(
@@ -69,7 +75,8 @@ export async function start(
 ): Promise<StartResult> {
   const t0 = performance.now();
   const phases = new Phases(sink);
-  const ctx = await phases.run("probe", () => resolveContext(config, options.deps));
+  const given = options.context && !options.deps ? reuseContext(options.context, config) : undefined;
+  const ctx = given ?? (await phases.run("probe", () => resolveContext(config, options.deps)));
   ensureRunDir(ctx.paths);
   const lock = acquireRunLock(ctx.paths.lock, ctx.paths.dir);
   try {

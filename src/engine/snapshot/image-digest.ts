@@ -71,6 +71,48 @@ export async function imageDigest(path: string, options: ImageDigestOptions): Pr
   return sha256;
 }
 
+/**
+ * Records a digest the caller already knows for the file as it is now (the
+ * Action hashes a downloaded image while writing it), so that imageDigest
+ * answers from the cache instead of reading GiBs again. The entry is keyed
+ * like imageDigest's own (realpath + size + mtimeMs + inode, as stat says
+ * now): a later change to the file recomputes as usual. The caller vouches
+ * for the digest; give only one computed from this file's content.
+ */
+export async function seedImageDigest(
+  path: string,
+  sha256: string,
+  options: Pick<ImageDigestOptions, "cacheDir">,
+): Promise<void> {
+  const digest = sha256.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(digest)) {
+    throw new EngineError("CHECKSUM_INVALID", `"${sha256}" is not a sha256 (64 hex digits)`, {
+      hint: "seed the image digest cache with the hex sha256 of the image's content",
+    });
+  }
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (err) {
+    throw new EngineError("IMAGE_NOT_FOUND", `base image ${path} cannot be read`, {
+      hint: "check the image path in the configuration",
+      cause: err,
+    });
+  }
+  const s = await stat(real);
+  const cacheFile = join(options.cacheDir, CACHE_FILE);
+  const fresh = await readCache(cacheFile);
+  fresh.entries[real] = {
+    size: s.size,
+    mtimeMs: s.mtimeMs,
+    ino: s.ino,
+    sha256: digest,
+    computedAt: Date.now(),
+  };
+  await mkdir(options.cacheDir, { recursive: true });
+  await writeCache(cacheFile, fresh);
+}
+
 function sameIdentity(
   e: { size: number; mtimeMs: number; ino: number },
   s: { size: number; mtimeMs: number; ino: number },
