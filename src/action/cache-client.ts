@@ -15,7 +15,15 @@
  * globbed from there) and GITHUB_WORKSPACE (tar entries are relative to it,
  * and extracted there), and names the archive by the fixed relative path
  * ARCHIVE_NAME.
+ *
+ * Calls may overlap (the image and the snapshot restore at once): calls in
+ * one directory share it (the first to enter sets cwd, GITHUB_WORKSPACE and
+ * the stdout listener, the last to leave puts them back); a call for another
+ * directory waits until those have left. @actions/cache reads both only
+ * inside a call (globbing a save's paths; tar's -C at create and extract).
+ * Each call's messages are told apart by its async context.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as cache from "@actions/cache";
 
 export const ARCHIVE_NAME = "hexclave-emulator-snapshot.hxsnap";
@@ -40,19 +48,26 @@ export interface CacheMessage {
 const COMMAND = /^::(warning|error|debug)(?: [^:]*)?::(.*)$/;
 const decode = (s: string) => s.replace(/%0D/g, "\r").replace(/%0A/g, "\n").replace(/%25/g, "%");
 
-/**
- * Runs one cache call in `dir` (cwd and GITHUB_WORKSPACE) with the
- * messages it prints collected. Its warning and error annotations are held
- * back (the caller reports them); everything else still prints.
- */
-export async function callCache<T>(
-  dir: string,
-  fn: () => Promise<T>,
-): Promise<{ value: T; messages: CacheMessage[] }> {
-  const messages: CacheMessage[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  const workspace = process.env.GITHUB_WORKSPACE;
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+/** The messages of the cache call whose async context is running. */
+const callMessages = new AsyncLocalStorage<CacheMessage[]>();
+
+/** The directory the running calls share, and what to put back when the last leaves. */
+let shared:
+  | {
+      dir: string;
+      calls: number;
+      cwd: string;
+      workspace: string | undefined;
+      write: typeof process.stdout.write;
+    }
+  | undefined;
+const waiting: Array<() => void> = [];
+
+/** One listener for every running call: a line goes to the call whose context wrote it. */
+function listener(write: typeof process.stdout.write): typeof process.stdout.write {
+  return ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    const messages = callMessages.getStore();
+    if (!messages) return write(chunk, ...(rest as []));
     const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
     const kept: string[] = [];
     for (const line of text.split(/(?<=\n)/)) {
@@ -68,16 +83,46 @@ export async function callCache<T>(
     }
     return kept.length > 0 ? write(kept.join(""), ...(rest as [])) : true;
   }) as typeof process.stdout.write;
-  const cwd = process.cwd();
-  process.env.GITHUB_WORKSPACE = dir;
-  process.chdir(dir);
+}
+
+async function enter(dir: string): Promise<void> {
+  while (shared && shared.dir !== dir) await new Promise<void>((resolve) => waiting.push(resolve));
+  if (!shared) {
+    const cwd = process.cwd();
+    process.chdir(dir); // first: a missing dir throws before anything is changed
+    const write = process.stdout.write;
+    shared = { dir, calls: 0, cwd, workspace: process.env.GITHUB_WORKSPACE, write };
+    process.stdout.write = listener(write.bind(process.stdout));
+    process.env.GITHUB_WORKSPACE = dir;
+  }
+  shared.calls++;
+}
+
+function leave(): void {
+  if (!shared || --shared.calls > 0) return;
+  process.chdir(shared.cwd);
+  process.stdout.write = shared.write;
+  if (shared.workspace === undefined) delete process.env.GITHUB_WORKSPACE;
+  else process.env.GITHUB_WORKSPACE = shared.workspace;
+  shared = undefined;
+  for (const wake of waiting.splice(0)) wake();
+}
+
+/**
+ * Runs one cache call in `dir` (cwd and GITHUB_WORKSPACE) with the
+ * messages it prints collected. Its warning and error annotations are held
+ * back (the caller reports them); everything else still prints.
+ */
+export async function callCache<T>(
+  dir: string,
+  fn: () => Promise<T>,
+): Promise<{ value: T; messages: CacheMessage[] }> {
+  const messages: CacheMessage[] = [];
+  await enter(dir);
   try {
-    return { value: await fn(), messages };
+    return { value: await callMessages.run(messages, fn), messages };
   } finally {
-    process.chdir(cwd);
-    process.stdout.write = write;
-    if (workspace === undefined) delete process.env.GITHUB_WORKSPACE;
-    else process.env.GITHUB_WORKSPACE = workspace;
+    leave();
   }
 }
 

@@ -70,7 +70,7 @@ export const IMAGE_TOOL = "hexclave-emulator-image";
 
 export interface ImageChoice {
   path: string;
-  source: "path" | "default" | "tool-cache" | "download";
+  source: "path" | "default" | "tool-cache" | "actions-cache" | "download";
   message: string;
   /**
    * The sha256 of the image's content, when known without reading it: the
@@ -79,6 +79,8 @@ export interface ImageChoice {
    * whose file is unchanged since. Undefined for a path input.
    */
   sha256?: string | undefined;
+  /** The sha256 was checked against image-sha256 or a published checksum (a download, or an Actions cache entry keyed by it). */
+  verified?: boolean | undefined;
 }
 
 export interface ImageOptions {
@@ -111,6 +113,13 @@ export interface ImageOptions {
   attempts?: number | undefined;
   /** The wait before another try (default 10 s). */
   retryDelayMs?: number | undefined;
+  /**
+   * Fetches a verified image by its sha256 from elsewhere (the Actions cache)
+   * into `into`, a new file in the tool cache's file system; true when it did.
+   * Asked once the expected digest is known and the tool cache missed, before
+   * any download. What it brings becomes the tool-cache entry, as a download would.
+   */
+  restore?: ((sha256: string, into: string) => Promise<boolean>) | undefined;
 }
 
 export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise<ImageChoice> {
@@ -269,10 +278,22 @@ async function download(url: string, opts: ImageOptions, release?: Release): Pro
     }
     fetchImage = () => httpGet(url, { what: "the image" });
   }
+  const version = toolVersion(url, given, !!expected);
+  if (expected && opts.restore) {
+    const restored = await fromElsewhere(root, { version, arch: opts.arch, name }, expected, opts.restore);
+    if (restored) {
+      return {
+        path: restored,
+        source: "actions-cache",
+        message: `image ${what} (sha256 ${expected}) from the Actions cache`,
+        sha256: expected,
+        verified: true,
+      };
+    }
+  }
   if (!expected)
     opts.warn?.(`${what} publishes no .sha256 and no image-sha256 was given: the download is not verified`);
   opts.log(`downloading ${what}`);
-  const version = toolVersion(url, given, !!expected);
   const { path, sha256 } = await intoToolCache(
     root,
     { version, arch: opts.arch, name },
@@ -295,7 +316,27 @@ async function download(url: string, opts: ImageOptions, release?: Release): Pro
     },
   );
   const how = expected ? `sha256 ${sha256} verified` : `no checksum published (sha256 ${sha256})`;
-  return { path, source: "download", message: `downloaded ${what}: ${how}`, sha256 };
+  return { path, source: "download", message: `downloaded ${what}: ${how}`, sha256, verified: !!expected };
+}
+
+/** The restore hook's file, published as the tool-cache entry; undefined when it brought nothing. */
+async function fromElsewhere(
+  root: string,
+  entry: { version: string; arch: string; name: string },
+  sha256: string,
+  restore: NonNullable<ImageOptions["restore"]>,
+): Promise<string | undefined> {
+  mkdirSync(root, { recursive: true });
+  const partial = join(
+    root,
+    `.${IMAGE_TOOL}.${entry.version}.${entry.arch}.${process.pid}.${randomBytes(6).toString("hex")}.partial`,
+  );
+  try {
+    if (!(await restore(sha256, partial)) || !existsSync(partial)) return undefined;
+    return publish(root, entry, partial, sha256).path;
+  } finally {
+    rmSync(partial, { force: true });
+  }
 }
 
 function noChecksum(message: string): EngineError {

@@ -1,17 +1,24 @@
 /**
  * Which QEMU runs the emulator: the `qemu` input's path, else the runner's
- * (on PATH), else one installed with apt on Ubuntu/Debian runners. Anything
- * else is refused with what to do. Whether that QEMU can do what was asked
- * (its version, strategies, KVM) is the engine's probe's call.
+ * (on PATH), else one installed with apt on Ubuntu/Debian runners, its .debs
+ * kept in the Actions cache when one is given (apt-cache.ts). Anything else
+ * is refused with what to do. Whether that QEMU can do what was asked (its
+ * version, strategies, KVM) is the engine's probe's call.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { EngineError, findQemu, run, type Arch } from "../engine/index.js";
+import { installPackages, type AptReport, type AptSave } from "./apt-cache.js";
+import type { CacheClient } from "./cache-client.js";
 import { canBeRoot, isRoot } from "./root.js";
 
 export interface QemuChoice {
   binary: string;
   source: "input" | "path" | "installed";
   message: string;
+  /** Installed: how (cache hit, miss, …) with the time split. */
+  apt?: AptReport | undefined;
+  /** Installed from a download the post step should save: goes to the state as aptSave. */
+  aptSave?: AptSave | undefined;
 }
 
 export interface QemuDeps {
@@ -20,13 +27,27 @@ export interface QemuDeps {
   osRelease(): string;
   exists(path: string): boolean;
   isRoot: boolean;
-  /** Runs a command as root (directly, or with sudo -n); rejects with its stderr. */
+  /** Runs a command as root (directly, or with sudo -n), DEBIAN_FRONTEND=noninteractive; rejects with its stderr. */
   asRoot(argv: string[], timeoutMs: number): Promise<void>;
+  /** Runs a command as this user (apt-cache policy, dpkg --print-architecture); answers its stdout. */
+  run(argv: string[], timeoutMs: number): Promise<string>;
   canBeRoot(): Promise<boolean>;
   log(message: string): void;
+  /** A warning (an annotation); default: log. */
+  warn?(message: string): void;
+  /** The Actions cache for the .debs; without it (or cacheDir), apt-get every time. */
+  cache?: CacheClient | undefined;
+  /** The Action's cache directory (runner.ts cacheDirOf): the .debs go to <cacheDir>/apt. */
+  cacheDir?: string | undefined;
 }
 
-export function hostQemuDeps(log: (m: string) => void): QemuDeps {
+export interface HostQemuOptions {
+  warn?: (m: string) => void;
+  cache?: CacheClient | undefined;
+  cacheDir?: string | undefined;
+}
+
+export function hostQemuDeps(log: (m: string) => void, opts: HostQemuOptions = {}): QemuDeps {
   return {
     platform: process.platform,
     env: process.env,
@@ -40,11 +61,22 @@ export function hostQemuDeps(log: (m: string) => void): QemuDeps {
     exists: existsSync,
     isRoot,
     asRoot: async (argv, timeoutMs) => {
-      const [file, ...args] = isRoot ? argv : ["sudo", "-n", ...argv];
+      // sudo resets the environment (env_reset): the variable goes on the command line.
+      const [file, ...args] = isRoot
+        ? argv
+        : ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive", ...argv];
       await run(file!, args, { timeoutMs, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    },
+    run: async (argv, timeoutMs) => {
+      const [file, ...args] = argv;
+      // LC_ALL=C: apt-cache policy's "Candidate:" is translated otherwise.
+      return (await run(file!, args, { timeoutMs, env: { ...process.env, LC_ALL: "C" } })).stdout;
     },
     canBeRoot,
     log,
+    warn: opts.warn ?? log,
+    cache: opts.cache,
+    cacheDir: opts.cacheDir,
   };
 }
 
@@ -91,10 +123,10 @@ export async function resolveQemu(input: string, arch: Arch, deps: QemuDeps): Pr
       { hint: manual },
     );
   }
-  deps.log(`no QEMU on PATH: installing ${packages.join(" ")} with apt-get`);
+  deps.log(`no QEMU on PATH: installing ${packages.join(" ")}`);
+  let apt: AptReport;
   try {
-    await deps.asRoot(["apt-get", "update", "-q"], 300_000);
-    await deps.asRoot(["apt-get", "install", "-y", "-q", "--no-install-recommends", ...packages], 600_000);
+    apt = await installPackages(packages, { ...deps, warn: (m) => (deps.warn ?? deps.log)(m) });
   } catch (err) {
     throw new EngineError("QEMU_INSTALL_FAILED", `apt-get could not install ${packages.join(" ")}`, {
       hint: manual,
@@ -114,7 +146,9 @@ export async function resolveQemu(input: string, arch: Arch, deps: QemuDeps): Pr
   return {
     binary: installed,
     source: "installed",
-    message: `installed ${packages.join(" ")} with apt-get: ${installed}`,
+    message: `installed ${packages.join(" ")} ${apt.note}: ${installed}`,
+    apt,
+    aptSave: apt.save,
   };
 }
 

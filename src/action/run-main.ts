@@ -25,7 +25,8 @@ import {
   type EngineContext,
   type RotatedSecrets,
 } from "../engine/index.js";
-import type { CacheClient } from "./cache-client.js";
+import { actionsCache, type CacheClient } from "./cache-client.js";
+import { imageCacheKey, restoreImage } from "./image-cache.js";
 import { cacheKeyOf } from "./cache-key.js";
 import { describeOverride, environmentOverrides, fieldsOf } from "./env-overrides.js";
 import { resolveImage } from "./image.js";
@@ -118,6 +119,11 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   const envOverrides = environmentOverrides(env, setHere);
   for (const o of envOverrides) log.info(`environment: ${describeOverride(o)}`);
 
+  const cacheDir = cacheDirOf(dirs);
+  // The QEMU packages and a downloaded image go through the Actions cache too,
+  // with cache: actions only (local promises no transfer; none, no cache at all).
+  const downloads = inputs.cache === "actions" ? (client ?? actionsCache) : undefined;
+
   const kvm = await log.step("kvm", async () => {
     const r = await ensureKvm(inputs.enableKvm, kvmDeps ?? hostKvmDeps());
     log.info(r.message);
@@ -133,7 +139,7 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     const c = await resolveQemu(
       inputs.qemu,
       draft.arch,
-      hostQemuDeps((m) => log.info(m)),
+      hostQemuDeps((m) => log.info(m), { warn: (m) => log.warn(m), cache: downloads, cacheDir }),
     );
     log.info(c.message);
     return c;
@@ -148,6 +154,19 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
       toolCacheDir: dirs.toolCache,
       env,
       releaseBase: env.HEXCLAVE_EMULATOR_RELEASE_BASE || undefined,
+      restore: downloads
+        ? async (sha256, into) => {
+            const r = await restoreImage({
+              sha256,
+              arch: draft.arch,
+              dest: into,
+              dir: cacheDir,
+              client: downloads,
+              log,
+            });
+            return r.kind === "hit";
+          }
+        : undefined,
       log: (m) => log.info(m),
       warn: (m) => log.warn(m),
     });
@@ -170,7 +189,6 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     config = { ...config, snapshotReadyTimeoutSec: sec };
   }
 
-  const cacheDir = cacheDirOf(dirs);
   const decision =
     inputs.cache === "actions" ? saveDecision(inputs.saveOn, env, inputs.defaultBranch) : undefined;
   const maySave = decision?.save ?? false;
@@ -186,6 +204,12 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     cacheDir,
     cacheKeySuffix: inputs.cacheKeySuffix,
     captured: false,
+    aptSave: "aptSave" in qemu ? qemu.aptSave : undefined,
+    // A verified download this job made: the post step keeps it in the Actions cache for the next jobs.
+    imageSave:
+      downloads && image.source === "download" && image.verified && image.sha256
+        ? { sha256: image.sha256, path: image.path, key: imageCacheKey(draft.arch, image.sha256) }
+        : undefined,
   };
   saveEmulatorState(state, { ...base, outcome: "starting", saveGeneration: 1 });
 
@@ -244,7 +268,9 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     envOverrides,
     kvm,
     qemuNote: qemu.message,
-    imageNote: image.message,
+    imageNote: base.imageSave
+      ? `${image.message}; the post step keeps it in the Actions cache as ${base.imageSave.key}`
+      : image.message,
     startupMs,
     timings: log.timings,
   };

@@ -2,7 +2,8 @@
  * The Action's post step (post-if: always()): diagnostics when the job or the
  * emulator failed, stop the VM cleanly, then save the snapshot this job
  * captured when save-on allows (or, when the restored entry did not resume,
- * capture a fresh one and save it as the next generation).
+ * capture a fresh one and save it as the next generation); then the QEMU
+ * .debs and the image this job downloaded, if the main step left them.
  *
  * Nothing here fails the job. Every step is caught and warned; and, as
  * actions/cache does, process-level handlers turn an exception or rejection
@@ -11,9 +12,11 @@
  */
 import * as core from "@actions/core";
 import { captureOnly, describeError, runPaths, status, stopVm, type StatusReport } from "../engine/index.js";
+import { saveAptDebs } from "./apt-cache.js";
 import type { CacheClient } from "./cache-client.js";
 import { cacheKeyOf } from "./cache-key.js";
 import { diagnostics } from "./diagnostics.js";
+import { saveImage, type EntrySave } from "./image-cache.js";
 import { PhaseLog } from "./log.js";
 import { writeSaveSummary } from "./report.js";
 import { saveDecision } from "./save-policy.js";
@@ -63,6 +66,20 @@ export async function runPost(options: PostOptions = {}): Promise<void> {
 }
 
 async function postSteps(
+  st: EmulatorState,
+  env: NodeJS.ProcessEnv,
+  log: PhaseLog,
+  client: CacheClient | undefined,
+): Promise<void> {
+  try {
+    await stopAndSaveSnapshot(st, env, log, client);
+  } finally {
+    // After the snapshot, which matters most; and also when stopping failed.
+    await saveDownloads(st, log, client);
+  }
+}
+
+async function stopAndSaveSnapshot(
   st: EmulatorState,
   env: NodeJS.ProcessEnv,
   log: PhaseLog,
@@ -150,3 +167,81 @@ async function postSteps(
     await notSaved(r.outage ? `the Actions cache service failed: ${r.reason}` : r.reason);
   }
 }
+
+/**
+ * The QEMU .debs and the image this job downloaded, each guarded: a failure
+ * is a warning and the other still goes. Saved from any branch, unlike the
+ * snapshot: an entry is readable only from its own ref (and the refs it is
+ * the base of), so a pull request's entry never reaches the default
+ * branch's jobs; the key names what the entry must be (the runner image's
+ * package set, the image's digest); and neither holds anything of the
+ * repository's (public packages, a public image). The snapshot's
+ * default-branch policy is about which branch's guest state others resume.
+ */
+async function saveDownloads(
+  st: EmulatorState,
+  log: PhaseLog,
+  client: CacheClient | undefined,
+): Promise<void> {
+  const lines: string[] = [];
+  const { aptSave, imageSave } = st;
+  if (aptSave) {
+    const what = { label: "QEMU packages", noun: "the QEMU packages" };
+    await guarded(log, what, lines, async () => {
+      const r = await log.step("apt-save", () => saveAptDebs({ ...aptSave, client, log }));
+      const size = r.debs === undefined ? "" : `${r.debs} .debs, ${mib(r.bytes ?? 0)}`;
+      lines.push(summaryLine(what, r, size, log));
+    });
+  }
+  if (imageSave) {
+    const what = { label: "Image", noun: "the image" };
+    await guarded(log, what, lines, async () => {
+      const r = await log.step("image-save", () =>
+        saveImage({ ...imageSave, dir: st.cacheDir, client, log }),
+      );
+      lines.push(summaryLine(what, r, r.bytes === undefined ? "" : mib(r.bytes), log));
+    });
+  }
+  if (lines.length === 0) return;
+  await core.summary
+    .addHeading("Hexclave emulator: QEMU packages and image", 3)
+    .addRaw(lines.join(""))
+    .write()
+    .catch(() => undefined);
+}
+
+interface Saved {
+  /** For the summary: "QEMU packages saved: yes". */
+  label: string;
+  /** For the log: "saved the QEMU packages". */
+  noun: string;
+}
+
+async function guarded(log: PhaseLog, what: Saved, lines: string[], fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    const why = describeError(err);
+    log.warn(`post step: could not save ${what.noun} to the Actions cache: ${why}`);
+    lines.push(`<p>${what.label} saved: <b>no</b> (${escape(why)})</p>`);
+  }
+}
+
+/** The log's and the summary's word on one save. */
+function summaryLine(what: Saved, r: EntrySave, size: string, log: PhaseLog): string {
+  let saved = false;
+  let why: string;
+  if (r.kind === "saved") {
+    saved = true;
+    why = `${size ? `${size} ` : ""}as cache entry ${r.entryId} (${r.key}) in ${(r.ms / 1000).toFixed(1)} s`;
+    log.info(`saved ${what.noun}: ${why}`);
+  } else if (r.kind === "lost-race") {
+    why = `another job saved ${r.key} first, which is as good`;
+  } else {
+    why = r.reason;
+  }
+  return `<p>${what.label} saved: <b>${saved ? "yes" : "no"}</b> (${escape(why)})</p>`;
+}
+
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");

@@ -57,6 +57,23 @@ export const EmulatorState = z.object({
    */
   recapture: z.boolean().optional(),
   bootMode: z.enum(["resume", "cold"]).optional(),
+  // Entries the post step saves besides the snapshot. Optional (an older
+  // state parses), and dropped rather than failing the state when malformed:
+  // the post step must still stop the VM.
+  /** The QEMU .debs this job downloaded (apt-cache.ts): `<dir>/apt/*.deb` under `key`. */
+  aptSave: z
+    .object({ key: z.string().min(1), dir: z.string().min(1) })
+    .optional()
+    .catch(undefined),
+  /** The image this job downloaded and verified (image-cache.ts): `path` under `key`. */
+  imageSave: z
+    .object({
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      path: z.string().min(1),
+      key: z.string().min(1),
+    })
+    .optional()
+    .catch(undefined),
 });
 export type EmulatorState = z.infer<typeof EmulatorState>;
 

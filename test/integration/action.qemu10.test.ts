@@ -267,6 +267,9 @@ for (const target of targets) {
       expect(annotations(post.stdout, "warning")).toEqual([]);
       expect(post.outputs["saved"]).toBe("true");
       expect(post.summary).toContain("Snapshot saved: <b>yes</b>");
+      // The image it downloaded (and verified) is kept in the Actions cache for runners without it.
+      const imageKey = `hexclave-emulator-image-amd64-${sha256(imageBytes)}`;
+      expect(server.entries.find((e) => e.key === imageKey)?.finalized).toBe(true);
       const entry = server.entries.find((e) => e.key === cacheKey);
       expect(entry?.finalized).toBe(true);
       expect(server.entryData(cacheKey)?.length).toBeGreaterThan(0);
@@ -499,6 +502,7 @@ for (const target of targets) {
     });
 
     it("a pull request on a miss cold-boots without capturing (capture: when-saved); capture: always captures for itself", async () => {
+      await ensureSavedSnapshot(); // job 1 also saved the image this job restores
       const fresh = { ...inputs, ...ports(27440), "cache-key-suffix": "prmiss" };
       const pr = newJob(join(root, "job8"), { env: server.clientEnv(), ref: "refs/pull/2/merge" });
       const before = server.calls.length;
@@ -509,6 +513,9 @@ for (const target of targets) {
         expect(main.outputs["fallback-reason"]).toMatch(/capture: when-saved/);
         expect(main.outputs["saved"]).toBe("false");
         expect(main.stdout).not.toContain("::group::capture-boot");
+        // A runner with an empty tool cache: the image comes from the Actions cache, not the server.
+        expect(main.stdout).toContain("from the Actions cache");
+        expect(main.stdout).not.toContain("downloading ");
         expect(main.outputs["secret-server-key"]).toMatch(/^[0-9a-f]{64}$/);
         expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
       });

@@ -28,6 +28,8 @@ function qemuHost(over: Partial<QemuDeps> = {}) {
         chmodSync(join(bin, "qemu-system-x86_64"), 0o755);
       }
     },
+    // Package lists that offer nothing yet (a fresh runner): apt-get update runs first.
+    run: async () => "",
     log: (m) => logs.push(m),
     ...over,
   };
@@ -60,6 +62,9 @@ describe("choosing QEMU", () => {
       "apt-get update -q",
       "apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils",
     ]);
+    // Without an Actions cache nothing is kept for the post step.
+    expect(c.apt).toMatchObject({ cache: "off" });
+    expect(c.aptSave).toBeUndefined();
   });
 
   it("refuses clearly where it cannot install", async () => {

@@ -304,6 +304,41 @@ describe("the image input", () => {
       );
     });
 
+    it("takes a verified image from the restore hook (the Actions cache) instead of downloading it", async () => {
+      const url = `${objects}/third/${NAME}`;
+      const asked: string[] = [];
+      const { o } = opts({
+        restore: async (sha256, into) => {
+          asked.push(sha256);
+          writeFileSync(into, image);
+          return true;
+        },
+      });
+      const n = seen.length;
+      const r = await resolveImage({ kind: "url", url }, o);
+      expect(asked).toEqual([digest]);
+      expect(r).toMatchObject({ source: "actions-cache", sha256: digest, verified: true });
+      expect(readFileSync(r.path).equals(image)).toBe(true);
+      // Only the checksum was fetched: the image itself came from the hook.
+      expect(since(n).map((x) => x.path)).toEqual([`/third/${NAME}.sha256`]);
+      // It is now the tool-cache entry a later run finds, digest and all.
+      const again = await resolveImage({ kind: "url", url }, { ...o, restore: undefined });
+      expect(again).toMatchObject({ source: "tool-cache", path: r.path, sha256: digest });
+    });
+
+    it("downloads when the restore hook has nothing, and never asks it for an unverified image", async () => {
+      const url = `${objects}/third/${NAME}`;
+      let asked = 0;
+      const { o } = opts({ restore: async () => (asked++, false) });
+      const r = await resolveImage({ kind: "url", url }, o);
+      expect(asked).toBe(1);
+      expect(r).toMatchObject({ source: "download", sha256: digest, verified: true });
+      const plain = opts({ restore: async () => (asked++, true) });
+      const unverified = await resolveImage({ kind: "url", url: `${objects}/plain/${NAME}` }, plain.o);
+      expect(asked).toBe(1);
+      expect(unverified).toMatchObject({ source: "download", verified: false });
+    });
+
     it("answers a second run without downloading, with the digest recorded beside the image", async () => {
       const { o } = opts();
       const url = `${objects}/third/${NAME}`;
