@@ -24,7 +24,6 @@
  * Each call's messages are told apart by its async context.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import * as cache from "@actions/cache";
 
 export const ARCHIVE_NAME = "hexclave-emulator-snapshot.hxsnap";
 
@@ -34,11 +33,48 @@ export interface CacheClient {
   saveCache(paths: string[], key: string): Promise<number>;
 }
 
+type CacheModule = typeof import("@actions/cache");
+let cacheModule: Promise<CacheModule> | undefined;
+
+/**
+ * @actions/cache (with the Azure SDK under it) is most of the bundle: it is
+ * a chunk of its own, loaded on first use, so a step that never touches the
+ * cache does not parse it, and the main step starts loading it before the
+ * QEMU probe, whose wait then covers the parse.
+ */
+export const loadActionsCache = (): Promise<CacheModule> => (cacheModule ??= import("@actions/cache"));
+
+/**
+ * A download segment (up to 128 MiB through the Azure SDK) that has not
+ * arrived in 2 minutes is a stalled download: the restore gives up (a cold
+ * boot, said as an outage) instead of @actions/cache's 10 minutes per
+ * segment. SEGMENT_DOWNLOAD_TIMEOUT_MINS still wins, as @actions/cache reads it last.
+ */
+export const SEGMENT_TIMEOUT_MS = 120_000;
+
 export const actionsCache: CacheClient = {
-  isFeatureAvailable: () => cache.isFeatureAvailable(),
-  restoreCache: (paths, key, restoreKeys) => cache.restoreCache(paths, key, restoreKeys, {}, false),
-  saveCache: (paths, key) => cache.saveCache(paths, key, {}, false),
+  isFeatureAvailable: () => cacheServiceAvailable(process.env),
+  restoreCache: async (paths, key, restoreKeys) =>
+    (await loadActionsCache()).restoreCache(
+      paths,
+      key,
+      restoreKeys,
+      { segmentTimeoutInMs: SEGMENT_TIMEOUT_MS },
+      false,
+    ),
+  saveCache: async (paths, key) => (await loadActionsCache()).saveCache(paths, key, {}, false),
 };
+
+/**
+ * @actions/cache's isFeatureAvailable() without loading it: the legacy
+ * service on GitHub Enterprise Server or without ACTIONS_CACHE_SERVICE_V2
+ * (configured by ACTIONS_CACHE_URL), else v2 (ACTIONS_RESULTS_URL). The
+ * tests hold it to the real one.
+ */
+export function cacheServiceAvailable(env: NodeJS.ProcessEnv): boolean {
+  const legacy = ghesHost(env.GITHUB_SERVER_URL) !== undefined || !env.ACTIONS_CACHE_SERVICE_V2;
+  return legacy ? Boolean(env.ACTIONS_CACHE_URL) : Boolean(env.ACTIONS_RESULTS_URL);
+}
 
 export interface CacheMessage {
   kind: "warning" | "error" | "debug" | "info";

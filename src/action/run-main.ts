@@ -25,7 +25,7 @@ import {
   type EngineContext,
   type RotatedSecrets,
 } from "../engine/index.js";
-import { actionsCache, type CacheClient } from "./cache-client.js";
+import { actionsCache, loadActionsCache, type CacheClient } from "./cache-client.js";
 import { imageCacheKey, restoreImage } from "./image-cache.js";
 import { cacheKeyOf } from "./cache-key.js";
 import { describeOverride, environmentOverrides, fieldsOf } from "./env-overrides.js";
@@ -174,6 +174,8 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     return c;
   });
   let config = emulatorConfig(inputs, dirs, { image: image.path, qemuBinary: qemu.binary }, env, hostArch);
+  // Its parse overlaps the probe's wait for QEMU (see loadActionsCache).
+  if (downloads === actionsCache) void loadActionsCache().catch(() => undefined);
   // The host as the engine sees it (QEMU probed once; the snapshot key reuses it).
   const engineCtx = await log.step("accelerator", async () => {
     const ctx = await resolveContext(config);

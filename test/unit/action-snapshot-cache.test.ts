@@ -17,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { restoreSnapshot, saveSnapshot, type CacheLocation } from "../../src/action/snapshot-cache.js";
 import {
   ARCHIVE_NAME,
+  actionsCache,
+  cacheServiceAvailable,
   cacheServiceUnavailableReason,
   callCache,
   type CacheClient,
@@ -346,6 +348,33 @@ describe("without a cache service", () => {
     expect(reason).toMatch(/^the Actions cache service is not available to this step: /);
     for (const name of names) expect(reason).toMatch(name);
     for (const name of not) expect(reason).not.toMatch(name);
+  });
+
+  it("knows whether a service is configured as @actions/cache does, without loading it", () => {
+    const urls = [
+      {},
+      { ACTIONS_CACHE_URL: "http://legacy/" },
+      { ACTIONS_RESULTS_URL: "http://results/" },
+      { ACTIONS_CACHE_URL: "http://legacy/", ACTIONS_RESULTS_URL: "http://results/" },
+    ];
+    const flags = [{}, { ACTIONS_CACHE_SERVICE_V2: "true" }];
+    const servers = [
+      {},
+      { GITHUB_SERVER_URL: "https://github.com" },
+      { GITHUB_SERVER_URL: "https://ghes.example.com" },
+    ];
+    let seen = 0;
+    for (const u of urls)
+      for (const f of flags)
+        for (const g of servers) {
+          for (const n of ENV) delete process.env[n];
+          Object.assign(process.env, u, f, g);
+          const label = JSON.stringify({ ...u, ...f, ...g });
+          expect(actionsCache.isFeatureAvailable(), label).toBe(cache.isFeatureAvailable());
+          expect(cacheServiceAvailable(process.env), label).toBe(cache.isFeatureAvailable());
+          seen += cache.isFeatureAvailable() ? 1 : 0;
+        }
+    expect(seen).toBeGreaterThan(0); // both answers occurred
   });
 
   it("names the missing runtime token when the service URL is there, for either protocol", () => {
