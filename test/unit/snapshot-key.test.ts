@@ -37,7 +37,7 @@ function parts(): SnapshotKeyParts {
 
 /** One changed value for every part, nested ports included. */
 const changes: [string, (p: SnapshotKeyParts) => void][] = [
-  ["formatVersion", (p) => (p.formatVersion = 2)],
+  ["formatVersion", (p) => (p.formatVersion = SNAPSHOT_FORMAT_VERSION + 1)],
   ["arch", (p) => (p.arch = "arm64")],
   ["accelerator", (p) => (p.accelerator = "kvm")],
   ["qemuVersion", (p) => (p.qemuVersion = "10.0.13")],
@@ -64,7 +64,7 @@ describe("snapshot key", () => {
   it("is stable, readable and safe as a path component and cache key", () => {
     const key = snapshotKey(parts());
     expect(key).toBe(snapshotKey(parts()));
-    expect(key).toMatch(/^hxe-v1-amd64-tcg-q7\.2\.22-[0-9a-f]{24}$/);
+    expect(key).toMatch(/^hxe-v2-amd64-tcg-q7\.2\.22-[0-9a-f]{24}$/);
   });
 
   it("does not depend on property order", () => {

@@ -32,8 +32,8 @@ function manifest(): SnapshotManifest {
     createdAt: "2025-01-01T12:00:00.000Z",
     qemuVersion: "10.0.13",
     files: [
-      { name: "device-state", bytes: 1234, sha256: "ab".repeat(32), role: "device-state" },
-      { name: "ram", bytes: 4 * 1024 ** 3, sha256: "cd".repeat(32), role: "ram" },
+      { name: "device-state", bytes: 1234, digest: `nzb1m-sha256:${"ab".repeat(32)}`, role: "device-state" },
+      { name: "ram", bytes: 4 * 1024 ** 3, digest: `nzb1m-sha256:${"cd".repeat(32)}`, role: "ram" },
     ],
     captureTimings: { boot: 9000, migrate: 1200 },
     guest: { kernel: "6.1", agent: "qga 7.2", healthy: true },
@@ -63,13 +63,22 @@ describe("manifest", () => {
     expect(problemOf(m)).toMatch(/engineVersion/);
   });
 
-  it("names the file entry with a bad checksum or role", () => {
+  it("names the file entry with a bad digest or role", () => {
     const m = manifest();
-    m.files[1]!.sha256 = "xyz";
+    m.files[1]!.digest = "xyz";
     (m.files[0] as { role: string }).role = "swap";
     const message = problemOf(m);
-    expect(message).toMatch(/files\.1\.sha256/);
+    expect(message).toMatch(/files\.1\.digest/);
     expect(message).toMatch(/files\.0\.role/);
+  });
+
+  it("takes no plain sha256 for a file digest, and no manifest of the sha256 format", () => {
+    const m = manifest();
+    m.files[0]!.digest = "ab".repeat(32);
+    expect(problemOf(m)).toMatch(/files\.0\.digest/);
+    const { digest, ...rest } = manifest().files[0]!;
+    const old = { ...manifest(), files: [{ ...rest, sha256: digest.slice("nzb1m-sha256:".length) }] };
+    expect(problemOf(old)).toMatch(/files\.0/);
   });
 
   it("rejects a key that its key parts do not derive", () => {

@@ -1,12 +1,25 @@
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { cp, mkdir, open, readFile, readdir, rm, truncate, unlink, writeFile } from "node:fs/promises";
+import {
+  cp,
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
+import { digestBuffer } from "../../src/engine/snapshot/digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
@@ -138,11 +151,7 @@ describe("publishing", () => {
     ]);
     const ram = snap.manifest.files.find((f) => f.name === "ram")!;
     expect(ram.bytes).toBe(8 * 1024 * 1024);
-    expect(ram.sha256).toBe(
-      createHash("sha256")
-        .update(readFileSync(join(snap.dir, "ram")))
-        .digest("hex"),
-    );
+    expect(ram.digest).toBe(digestBuffer(readFileSync(join(snap.dir, "ram"))));
     expect(snap.manifest).toMatchObject({ strategy: "template", qemuVersion: "7.2.22", key: snap.key });
     expect(readdirSync(root).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
     expect(readdirSync(join(root, ".locks"))).toEqual([]);
@@ -154,7 +163,8 @@ describe("publishing", () => {
     const parts = keyParts();
     const key = snapshotKey(parts);
     const w = await store.begin(key);
-    await writeCaptureFiles(w, 256 * 1024 * 1024); // hashing takes a while: many polls
+    await writeCaptureFiles(w, 256 * 1024 * 1024);
+    await writeFile(w.path("ram"), randomBytes(32 * 1024 * 1024), { flag: "r+" }); // digesting takes a while: many polls
     const target = join(root, key);
     let polls = 0;
     let torn = 0;
@@ -382,6 +392,53 @@ describe("verify", () => {
     await truncate(join(snap.dir, "ram"), 4096);
     expect((await store.verify(snap))?.problems).toMatchObject([
       { file: "ram", problem: "truncated", detail: `4096 bytes, expected ${8 * 1024 * 1024}` },
+    ]);
+  });
+
+  it("passes deep a snapshot whose RAM file was copied with its holes written out as zeros", async () => {
+    const { store } = newStore();
+    const snap = await publishOne(store);
+    const ram = join(snap.dir, "ram");
+    await writeFile(`${ram}.full`, await readFile(ram));
+    await rename(`${ram}.full`, ram);
+    expect((await stat(ram)).blocks * 512).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+    expect(await store.verify(snap, { deep: true })).toBeUndefined();
+  });
+
+  it("finds, when deep, a non-zero byte written into a hole of the RAM file", async () => {
+    const { store } = newStore();
+    const snap = await publishOne(store);
+    const fh = await open(join(snap.dir, "ram"), "r+");
+    await fh.write(Buffer.from([7]), 0, 1, 6 * 1024 * 1024);
+    await fh.close();
+    expect(await store.verify(snap)).toBeUndefined();
+    const err = await store.verify(snap, { deep: true });
+    expect(err?.problems).toMatchObject([{ file: "ram", problem: "checksum-mismatch" }]);
+  });
+
+  it("judges a snapshot unusable when its device state no longer matches its digest", async () => {
+    const { store } = newStore();
+    const snap = await publishOne(store);
+    expect(await store.usable(snap.key)).toMatchObject({ state: "usable" });
+    const fh = await open(join(snap.dir, "device-state"), "r+");
+    await fh.write(Buffer.from("X"), 0, 1, 10);
+    await fh.close();
+    const u = await store.usable(snap.key);
+    expect(u.state).toBe("unusable");
+    expect(u.state === "unusable" && u.reason).toMatch(/device-state does not match/);
+  });
+
+  it("compares digests the caller took while writing instead of reading those files again", async () => {
+    const { store } = newStore();
+    const snap = await publishOne(store);
+    const recorded = snap.manifest.files.find((f) => f.name === "ram")!.digest;
+    const fh = await open(join(snap.dir, "ram"), "r+");
+    await fh.write(Buffer.from([7]), 0, 1, 100); // unseen: the given digest stands for the file
+    await fh.close();
+    expect(await store.verify(snap, { deep: true, digests: new Map([["ram", recorded]]) })).toBeUndefined();
+    const wrong = new Map([["ram", digestBuffer(Buffer.from("other"))]]);
+    expect((await store.verify(snap, { digests: wrong }))?.problems).toMatchObject([
+      { file: "ram", problem: "checksum-mismatch" },
     ]);
   });
 

@@ -1,15 +1,25 @@
 import { execFileSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { open, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { open, readFile, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
+import {
+  encodeExtent,
+  encodeFileEnd,
+  encodeFileStart,
+  encodeHeader,
+  encodeTrailer,
+  readArchive,
+} from "../../src/engine/snapshot/archive-format.js";
+import { digestBuffer } from "../../src/engine/snapshot/digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
 import { packSnapshot, unpackSnapshot } from "../../src/engine/snapshot/transport.js";
+import { SnapshotCorruptError } from "../../src/engine/snapshot/verify.js";
 import { NEEDS_SEEK, seekDataWorks as probeSeekData } from "../support/seek-data.js";
 
 const made: string[] = [];
@@ -47,10 +57,8 @@ function keyParts(): SnapshotKeyParts {
   };
 }
 
-const sha256 = async (path: string) =>
-  createHash("sha256")
-    .update(await readFile(path))
-    .digest("hex");
+/** The content digest from the whole file as read (holes as zeros), by another path than the engine's. */
+const digestOf = async (path: string) => digestBuffer(await readFile(path));
 
 /**
  * A published snapshot whose RAM file is 256 MiB apparent (by default) with 4
@@ -90,6 +98,52 @@ async function failure(p: Promise<unknown>): Promise<EngineError> {
   return err as EngineError;
 }
 
+interface ArchivedFile {
+  name: string;
+  size: number;
+  extents: { offset: number; data: Buffer }[];
+}
+
+/**
+ * Decompress `archive`, let `edit` change its files, frame and compress them
+ * again into `out`: a tampered archive whose framing and zstd checksums are
+ * all in order, so only the content digests can tell.
+ */
+async function rewriteArchive(archive: string, out: string, edit: (files: ArchivedFile[]) => void) {
+  const raw = execFileSync("zstd", ["-q", "-d", "-c", archive], { maxBuffer: 1 << 30 });
+  const files: ArchivedFile[] = [];
+  for await (const ev of readArchive(
+    (async function* () {
+      yield raw;
+    })(),
+  )) {
+    if (ev.type === "file") files.push({ name: ev.name, size: ev.apparentSize, extents: [] });
+    else if (ev.type === "data")
+      files.at(-1)!.extents.push({ offset: ev.offset, data: Buffer.from(ev.data) });
+  }
+  edit(files);
+  const frames = [encodeHeader(files.length)];
+  let total = 0;
+  for (const f of files) {
+    frames.push(encodeFileStart(f.name, f.size));
+    let bytes = 0;
+    for (const e of [...f.extents].sort((a, b) => a.offset - b.offset)) {
+      frames.push(encodeExtent(e.offset, e.data.length), e.data);
+      bytes += e.data.length;
+    }
+    frames.push(encodeFileEnd(bytes));
+    total += bytes;
+  }
+  frames.push(encodeTrailer(files.length, total));
+  await writeFile(
+    out,
+    execFileSync("zstd", ["-q", "-c"], { input: Buffer.concat(frames), maxBuffer: 1 << 30 }),
+  );
+}
+
+/** The archive's file `name`. */
+const fileIn = (files: ArchivedFile[], name: string) => files.find((f) => f.name === name)!;
+
 /** Nothing at the destination, no temporary dir, no lock left behind (a directory not there holds nothing). */
 function expectNothingLeft(dest: string): void {
   expect(existsSync(dest)).toBe(false);
@@ -118,7 +172,7 @@ describe("snapshot transport", () => {
       dataBytes: packed.dataBytes,
       compressedBytes: packed.compressedBytes,
     });
-    for (const f of snap.manifest.files) expect(await sha256(join(dest, f.name))).toBe(f.sha256);
+    for (const f of snap.manifest.files) expect(await digestOf(join(dest, f.name))).toBe(f.digest);
 
     const ram = await stat(join(dest, "ram"));
     expect(ram.size).toBe(RAM_BYTES);
@@ -144,7 +198,7 @@ describe("snapshot transport", () => {
     expect(packed.holeMap).toBe("read-all");
     expect(packed.readBytes).toBe(packed.apparentBytes);
     const { snapshot } = await unpackSnapshot(join(base, "all.zst"), dest);
-    for (const f of snap.manifest.files) expect(await sha256(join(snapshot.dir, f.name))).toBe(f.sha256);
+    for (const f of snap.manifest.files) expect(await digestOf(join(snapshot.dir, f.name))).toBe(f.digest);
     expect((await stat(join(dest, "ram"))).blocks * 512).toBeLessThan(8 * MiB);
   });
 
@@ -165,7 +219,7 @@ describe("snapshot transport", () => {
     const { snapshot } = await unpackSnapshot(join(base, "a.zst"), join(base, "b", snap.key));
     const ram = await stat(join(snapshot.dir, "ram"));
     expect(ram.blocks * 512).toBeLessThan(2 * MiB);
-    expect(await sha256(join(snapshot.dir, "ram"))).toBe(snap.manifest.files[0]!.sha256);
+    expect(await digestOf(join(snapshot.dir, "ram"))).toBe(snap.manifest.files[0]!.digest);
   });
 
   it("rejects a corrupted archive with a clear error and leaves nothing at the destination", async () => {
@@ -221,13 +275,74 @@ describe("snapshot transport", () => {
     expectNothingLeft(dest);
   });
 
+  it("publishes nothing from an archive whose RAM data was changed after packing", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    await rewriteArchive(archive, archive, (files) => {
+      const extent = fileIn(files, "ram").extents[3]!;
+      extent.data[100]! ^= 0x01;
+    });
+    const err = await failure(unpackSnapshot(archive, dest));
+    expect(err.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(err.message).toMatch(/ram checksum-mismatch/);
+    expect(err.cause).toBeInstanceOf(SnapshotCorruptError);
+    expect((err.cause as SnapshotCorruptError).problems).toMatchObject([
+      { file: "ram", problem: "checksum-mismatch" },
+    ]);
+    expectNothingLeft(dest);
+  });
+
+  it("publishes nothing from an archive that adds data where the RAM file has a hole", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    await rewriteArchive(archive, archive, (files) => {
+      fileIn(files, "ram").extents.push({ offset: 5 * MiB + 77, data: Buffer.from([1]) });
+    });
+    const err = await failure(unpackSnapshot(archive, dest));
+    expect(err.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(err.message).toMatch(/ram checksum-mismatch/);
+    expectNothingLeft(dest);
+  });
+
+  it("publishes nothing from an archive whose manifest names another digest for a file", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    await rewriteArchive(archive, archive, (files) => {
+      const m = fileIn(files, "manifest.json");
+      const manifest = JSON.parse(Buffer.concat(m.extents.map((e) => e.data)).toString("utf8"));
+      manifest.files[0].digest = digestBuffer(Buffer.from("something else"));
+      const text = Buffer.from(JSON.stringify(manifest));
+      Object.assign(m, { size: text.length, extents: [{ offset: 0, data: text }] });
+    });
+    const err = await failure(unpackSnapshot(archive, dest));
+    expect(err.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(err.message).toMatch(/device-state checksum-mismatch/);
+    expectNothingLeft(dest);
+  });
+
   it("refuses to unpack under a different key than the archive's manifest", async () => {
     const { base, snap } = await publishedSnapshot(SMALL);
     const archive = join(base, "snap.zst");
     await packSnapshot(snap.dir, archive);
-    const dest = join(base, "b", "hxe-v1-amd64-kvm-q10.0.13-000000000000000000000000");
+    const dest = join(
+      base,
+      "b",
+      `hxe-v${SNAPSHOT_FORMAT_VERSION}-amd64-kvm-q10.0.13-000000000000000000000000`,
+    );
     expect((await failure(unpackSnapshot(archive, dest))).message).toMatch(/manifest is for/);
     expectNothingLeft(dest);
+  });
+
+  it("unpacks an archive reached through a symlink", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.zst");
+    await packSnapshot(snap.dir, archive);
+    await symlink(archive, join(base, "link.zst"));
+    const { snapshot } = await unpackSnapshot(join(base, "link.zst"), dest);
+    expect(snapshot.manifest).toEqual(snap.manifest);
   });
 
   it("does not replace a published snapshot unless forced", async () => {

@@ -1,4 +1,9 @@
-/** Streamed content hashing: files here can be many GiB, so never read one whole. */
+/**
+ * Streamed sha256 of a file's whole content (base images, whose digest must
+ * equal a published .sha256): files here can be many GiB, so never read one
+ * whole. Snapshot files use digest.ts, whose cost follows the data, not the
+ * apparent size.
+ */
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { BLOCK, blockBuffer, readFully, segments } from "./block-io.js";

@@ -30,6 +30,8 @@ export type {
 } from "./store.js";
 export { SnapshotWriter } from "./writer.js";
 export type { ManifestDraft, PublishInput } from "./writer.js";
+export { DIGEST_ALGORITHM, digestFile } from "./digest.js";
+export type { FileDigest } from "./digest.js";
 export { SnapshotCorruptError } from "./verify.js";
 export type { FileProblem, VerifyOptions } from "./verify.js";
 export type { LockHolder } from "./lock.js";

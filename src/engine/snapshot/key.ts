@@ -7,8 +7,12 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 
-/** Bump when the on-disk snapshot layout or capture semantics change: every old key misses. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/**
+ * Bump when the on-disk snapshot layout or capture semantics change: every old
+ * key misses (rather than being found and judged corrupt). 2: manifest files
+ * carry an nzb1m-sha256 `digest` instead of a `sha256`.
+ */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 
 const port = z.number().int().min(1).max(65535);
 
@@ -75,7 +79,7 @@ function slug(text: string, max: number): string {
 }
 
 /**
- * `hxe-v1-amd64-tcg-q7.2.22-<24 hex>`: the readable prefix is for humans
+ * `hxe-v2-amd64-tcg-q7.2.22-<24 hex>`: the readable prefix is for humans
  * skimming a cache listing; the hash (sha256 of the canonical JSON of every
  * part) is what makes the key exact.
  */

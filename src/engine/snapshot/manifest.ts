@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { EngineError } from "../errors.js";
+import { DIGEST_PATTERN } from "./digest.js";
 import { SNAPSHOT_FORMAT_VERSION, SnapshotKeyPartsSchema, snapshotKey } from "./key.js";
 
 export const MANIFEST_FILE = "manifest.json";
@@ -23,7 +24,8 @@ export const SnapshotFileSchema = z.strictObject({
     .refine(isSnapshotFileName, "must be a plain file name (not manifest.json, COMPLETE or REASON)"),
   /** Apparent size in bytes (holes included). */
   bytes: z.number().int().nonnegative(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 hex digest"),
+  /** Content digest, "nzb1m-sha256:<hex>" (digest.ts): not a sha256 of the file. */
+  digest: z.string().regex(DIGEST_PATTERN, 'must be "nzb1m-sha256:" and 64 hex digits'),
   role: z.enum(["device-state", "ram", "disk-layer"]),
 });
 

@@ -28,7 +28,7 @@ import { COMPLETE_FILE, MANIFEST_FILE, REASON_FILE, parseManifest } from "./mani
 import type { SnapshotManifest } from "./manifest.js";
 import type { Examination, PublishedSnapshot, StoreEvent, Usability } from "./store-types.js";
 import { describeError } from "../errors.js";
-import { sha256File } from "./hash.js";
+import { digestFile } from "./digest.js";
 import { verifySnapshotFiles } from "./verify.js";
 import type { SnapshotCorruptError, VerifyOptions } from "./verify.js";
 import { SnapshotWriter } from "./writer.js";
@@ -315,8 +315,8 @@ async function checkSmallFiles(snapshot: PublishedSnapshot): Promise<string | un
     const path = join(snapshot.dir, f.name);
     const small = f.role !== "ram" && f.bytes <= SMALL_FILE_BYTES;
     if (!small && (await stat(path)).mtimeMs <= sealedAt) continue;
-    const actual = await sha256File(path);
-    if (actual.sha256 !== f.sha256) {
+    const actual = await digestFile(path);
+    if (actual.digest !== f.digest) {
       const when = small ? "" : " (it was modified after the snapshot was published)";
       return `snapshot ${snapshot.key} is damaged: ${f.name} does not match its checksum${when}`;
     }

@@ -9,8 +9,10 @@
  * unpackSnapshot (unpack.ts) takes the destination's store lock, recreates
  * each file in a hidden temporary dir at its apparent size (ftruncate: all
  * hole) and writes the data extents at their offsets, so a 4 GiB RAM file with
- * 500 MiB of data allocates 500 MiB; then it verifies every sha256 against the
- * manifest and publishes by rename. A bad archive leaves nothing behind.
+ * 500 MiB of data allocates 500 MiB. Each file's content digest (digest.ts) is
+ * computed from the extents on their way to the disk; publishing compares
+ * them with the manifest's, without reading anything back, and renames the
+ * directory into place. A bad archive leaves nothing behind.
  *
  * Archive format, version 1 (archive-format.ts), before compression:
  *

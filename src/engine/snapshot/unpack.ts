@@ -5,6 +5,7 @@ import { basename, dirname, join } from "node:path";
 import { EngineError } from "../errors.js";
 import { ArchiveFormatError, readArchive } from "./archive-format.js";
 import type { ArchiveEvent } from "./archive-format.js";
+import { ContentDigest } from "./digest.js";
 import { isErrno } from "./durable.js";
 import { MANIFEST_FILE, parseManifest } from "./manifest.js";
 import type { TransportStats } from "./pack.js";
@@ -20,7 +21,7 @@ export interface UnpackOptions {
 
 export interface UnpackResult {
   snapshot: PublishedSnapshot;
-  /** extractMs: decompress and write; publishMs: deep verify (sha256 of every file), fsync, rename. */
+  /** extractMs: decompress, write and digest; publishMs: compare digests, fsync, rename. */
   stats: TransportStats & { extractMs: number; publishMs: number };
 }
 
@@ -45,14 +46,15 @@ export async function unpackSnapshot(
   const store = openSnapshotStore(dirname(destDir), options.onEvent ? { onEvent: options.onEvent } : {});
   const writer = await store.begin(basename(destDir), { force: options.force ?? false });
   try {
-    const extracted = await extract(archive, writer.dir);
+    const { digests, ...extracted } = await extract(archive, writer.dir);
     const extractMs = performance.now() - started;
     const manifest = parseManifest(await readFile(writer.path(MANIFEST_FILE), "utf8").catch(() => ""));
     if (manifest instanceof EngineError) throw invalidArchive(archive, manifest.message, manifest);
     const publishStart = performance.now();
     let snapshot: PublishedSnapshot;
     try {
-      snapshot = await writer.publishPrepared(manifest, { deep: true });
+      // Deep, from the digests taken while writing: nothing is read back.
+      snapshot = await writer.publishPrepared(manifest, { deep: true, digests });
     } catch (err) {
       // The archive's content is wrong (not our store): say so, with what exactly.
       if (err instanceof EngineError && CONTENT_ERRORS.has(err.code)) {
@@ -78,10 +80,18 @@ export async function unpackSnapshot(
 const CONTENT_ERRORS = new Set(["SNAPSHOT_CORRUPT", "SNAPSHOT_KEY_MISMATCH", "SNAPSHOT_PUBLISH_INVALID"]);
 
 type ExtractStats = Pick<TransportStats, "files" | "apparentBytes" | "dataBytes">;
+/** `digests`: every extracted file but manifest.json, computed from the bytes written. */
+type Extracted = ExtractStats & { digests: Map<string, string> };
 
-async function extract(archive: string, dir: string): Promise<ExtractStats> {
-  const z = zstdDecompress(archive);
-  let stats: ExtractStats | undefined;
+async function extract(archive: string, dir: string): Promise<Extracted> {
+  let z;
+  try {
+    z = zstdDecompress(archive);
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    throw invalidArchive(archive, `it cannot be read: ${String(err)}`, err);
+  }
+  let stats: Extracted | undefined;
   let parseError: unknown;
   try {
     stats = await writeFiles(readArchive(z.stdout), dir);
@@ -104,43 +114,146 @@ async function extract(archive: string, dir: string): Promise<ExtractStats> {
   return stats;
 }
 
-/** Files are created at their apparent size (ftruncate: all hole), then data extents are written at their offsets. */
-async function writeFiles(events: AsyncIterable<ArchiveEvent>, dir: string): Promise<ExtractStats> {
-  const stats: ExtractStats = { files: 0, apparentBytes: 0, dataBytes: 0 };
-  let fh: FileHandle | undefined;
-  let pending: Buffer[] = [];
-  let pendingAt = 0;
-  let pendingBytes = 0;
-  const flush = async (): Promise<void> => {
-    if (!fh || pendingBytes === 0) return;
-    await fh.writev(pending, pendingAt);
-    stats.dataBytes += pendingBytes;
-    pending = [];
-    pendingBytes = 0;
-  };
+/** Every file of the archive, in stream order (see ExtractedFile). */
+async function writeFiles(events: AsyncIterable<ArchiveEvent>, dir: string): Promise<Extracted> {
+  const stats: Extracted = { files: 0, apparentBytes: 0, dataBytes: 0, digests: new Map() };
+  let file: ExtractedFile | undefined;
   try {
     for await (const ev of events) {
       if (ev.type === "file") {
-        fh = await open(join(dir, ev.name), "wx");
-        await fh.truncate(ev.apparentSize);
+        file = await ExtractedFile.create(dir, ev.name, ev.apparentSize);
         stats.files++;
         stats.apparentBytes += ev.apparentSize;
       } else if (ev.type === "data") {
-        if (pendingBytes > 0 && pendingAt + pendingBytes !== ev.offset) await flush();
-        if (pendingBytes === 0) pendingAt = ev.offset;
-        pending.push(ev.data);
-        pendingBytes += ev.data.length;
-        if (pendingBytes >= 1 << 20) await flush();
+        await file!.data(ev.offset, ev.data);
       } else {
-        await flush();
-        await fh?.close();
-        fh = undefined;
+        const { name, digest, dataBytes } = await file!.finish();
+        if (digest !== undefined) stats.digests.set(name, digest);
+        stats.dataBytes += dataBytes;
+        file = undefined;
       }
     }
   } finally {
-    await fh?.close();
+    await file?.discard();
   }
   return stats;
+}
+
+/** Bytes per write: few syscalls and thread-pool hops, yet the pipe keeps flowing meanwhile. */
+const WRITE_BATCH = 1 << 20;
+/** Start writing back (datasync) after this much: the disk works while zstd does, not after it. */
+const SYNC_EVERY = 16 << 20;
+
+/**
+ * One file being extracted. It is created at its apparent size (ftruncate:
+ * all hole) and its extents are written at their offsets, batched, one write
+ * in flight while the next batch is parsed and hashed (awaiting each write
+ * would stall the pipe and with it zstd). Its digest is computed from the
+ * extents as they pass; what is never written stays a hole and digests as the
+ * zeros it reads as, so the digest is the file's and publishing needs no
+ * second read. Written data is datasynced in the background as it goes, so
+ * the fsync before publishing finds little left to do.
+ */
+class ExtractedFile {
+  private pending: Buffer[] = [];
+  private pendingAt = 0;
+  private pendingBytes = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private syncing: Promise<void> | undefined;
+  private syncFailure: unknown;
+  private unsynced = 0;
+  private dataBytes = 0;
+
+  private constructor(
+    readonly name: string,
+    private readonly fh: FileHandle,
+    private readonly digest: ContentDigest | undefined,
+  ) {}
+
+  static async create(dir: string, name: string, size: number): Promise<ExtractedFile> {
+    const fh = await open(join(dir, name), "wx");
+    try {
+      await fh.truncate(size);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    // manifest.json is checked by parsing it; every other file by its digest.
+    return new ExtractedFile(name, fh, name === MANIFEST_FILE ? undefined : new ContentDigest(size));
+  }
+
+  async data(offset: number, piece: Buffer): Promise<void> {
+    if (this.pendingBytes > 0 && this.pendingAt + this.pendingBytes !== offset) await this.flush();
+    if (this.pendingBytes === 0) this.pendingAt = offset;
+    this.pending.push(piece);
+    this.pendingBytes += piece.length;
+    this.digest?.update(offset, piece);
+    if (this.pendingBytes >= WRITE_BATCH) await this.flush();
+  }
+
+  /** Everything written (not yet fsynced: the writer does that), the handle closed. */
+  async finish(): Promise<{ name: string; digest: string | undefined; dataBytes: number }> {
+    await this.flush();
+    await this.settle();
+    await this.fh.close();
+    if (this.syncFailure !== undefined) throw this.syncFailure;
+    return { name: this.name, digest: this.digest?.digest(), dataBytes: this.dataBytes };
+  }
+
+  /** After a failure elsewhere: let what is in flight end, close. */
+  async discard(): Promise<void> {
+    await this.settle().catch(() => undefined);
+    await this.fh.close().catch(() => undefined);
+  }
+
+  private async settle(): Promise<void> {
+    try {
+      await this.writing;
+    } finally {
+      await this.syncing;
+    }
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const [bufs, at, n] = [this.pending, this.pendingAt, this.pendingBytes];
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.writing;
+    this.writing = writeAll(this.fh, bufs, at, n).then(() => this.wrote(n));
+    this.writing.catch(() => undefined); // awaited by the next flush or settle; not unhandled meanwhile
+  }
+
+  private wrote(n: number): void {
+    this.dataBytes += n;
+    this.unsynced += n;
+    if (this.unsynced < SYNC_EVERY || this.syncing) return;
+    this.unsynced = 0;
+    this.syncing = this.fh
+      .datasync()
+      .catch((err: unknown) => void (this.syncFailure ??= err))
+      .finally(() => (this.syncing = undefined));
+  }
+}
+
+/** pwritev all of `bufs` at `position`, resuming after a short write. */
+async function writeAll(fh: FileHandle, bufs: Buffer[], position: number, length: number): Promise<void> {
+  let done = 0;
+  let rest = bufs;
+  while (done < length) {
+    const { bytesWritten } = await fh.writev(rest, position + done);
+    if (bytesWritten <= 0) throw new Error(`write at ${position + done} made no progress`);
+    done += bytesWritten;
+    rest = dropBytes(rest, bytesWritten);
+  }
+}
+
+function dropBytes(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
+  const rest = bufs.slice(i);
+  if (n > 0 && rest.length) rest[0] = rest[0]!.subarray(n);
+  return rest;
 }
 
 function invalidArchive(archive: string, detail: string, cause?: unknown): EngineError {

@@ -1,12 +1,13 @@
 /**
  * Does a snapshot directory still hold what its manifest says? Fast: every
- * file exists with its recorded size. Deep: and its sha256 matches.
+ * file exists with its recorded size. Deep: and its content digest
+ * (digest.ts) matches.
  */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
+import { digestFiles } from "./digest.js";
 import { isErrno } from "./durable.js";
-import { sha256File } from "./hash.js";
 import type { SnapshotManifest } from "./manifest.js";
 
 export interface FileProblem {
@@ -28,17 +29,24 @@ export class SnapshotCorruptError extends EngineError {
 }
 
 export interface VerifyOptions {
-  /** Also hash every file and compare with the manifest (reads everything). */
+  /** Also digest every file and compare with the manifest (reads all the data). */
   deep?: boolean;
+  /**
+   * Digests the caller computed from the very bytes it wrote into these files
+   * (an unpack): compared with the manifest whatever `deep` says, instead of
+   * reading the files again.
+   */
+  digests?: ReadonlyMap<string, string>;
 }
 
 /** undefined when the files match; otherwise an error naming every problem. */
 export async function verifySnapshotFiles(
   dir: string,
   manifest: SnapshotManifest,
-  { deep = false }: VerifyOptions = {},
+  { deep = false, digests }: VerifyOptions = {},
 ): Promise<SnapshotCorruptError | undefined> {
   const problems: FileProblem[] = [];
+  const compare: { file: SnapshotManifest["files"][number]; digest?: string }[] = [];
   for (const f of manifest.files) {
     const path = join(dir, f.name);
     let size: number;
@@ -59,15 +67,20 @@ export async function verifySnapshotFiles(
       problems.push({ file: f.name, problem, detail: `${size} bytes, expected ${f.bytes}` });
       continue;
     }
-    if (deep) {
-      const { sha256 } = await sha256File(path);
-      if (sha256 !== f.sha256) {
-        problems.push({
-          file: f.name,
-          problem: "checksum-mismatch",
-          detail: `sha256 ${sha256}, expected ${f.sha256}`,
-        });
-      }
+    const known = digests?.get(f.name);
+    if (known !== undefined) compare.push({ file: f, digest: known });
+    else if (deep) compare.push({ file: f });
+  }
+  const toRead = compare.filter((c) => c.digest === undefined);
+  const read = await digestFiles(toRead.map((c) => join(dir, c.file.name)));
+  toRead.forEach((c, i) => (c.digest = read[i]!.digest));
+  for (const { file, digest } of compare) {
+    if (digest !== file.digest) {
+      problems.push({
+        file: file.name,
+        problem: "checksum-mismatch",
+        detail: `digest ${digest}, expected ${file.digest}`,
+      });
     }
   }
   return problems.length ? new SnapshotCorruptError(manifest.key, problems) : undefined;

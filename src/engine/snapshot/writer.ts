@@ -1,16 +1,16 @@
 /**
  * Writing one snapshot: the capture fills `writer.dir` (a hidden temporary
- * directory), then `publish` checksums the files, writes the manifest, fsyncs
- * everything, writes the COMPLETE marker last and renames the directory into
- * place. Until that rename nothing is visible under `<root>/<key>`; after it,
- * everything is durable.
+ * directory), then `publish` digests the files (digest.ts) while fsyncing
+ * them, writes the manifest, writes the COMPLETE marker last and renames the
+ * directory into place. Until that rename nothing is visible under
+ * `<root>/<key>`; after it, everything is durable.
  */
 import { createHash } from "node:crypto";
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
 import { fsyncDir, fsyncFile, isErrno, randomHex, writeFileDurable } from "./durable.js";
-import { sha256File } from "./hash.js";
+import { digestFiles } from "./digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "./key.js";
 import type { SnapshotKeyParts } from "./key.js";
 import { oldDirName } from "./layout.js";
@@ -19,8 +19,9 @@ import { COMPLETE_FILE, MANIFEST_FILE, parseManifest, serializeManifest } from "
 import type { SnapshotFileRole, SnapshotManifest } from "./manifest.js";
 import type { PublishedSnapshot, StoreEvent } from "./store-types.js";
 import { verifySnapshotFiles } from "./verify.js";
+import type { VerifyOptions } from "./verify.js";
 
-/** The manifest fields the capture knows; key, checksums, sizes and the rest are filled in by publish. */
+/** The manifest fields the capture knows; key, digests, sizes and the rest are filled in by publish. */
 export interface ManifestDraft {
   keyParts: SnapshotKeyParts;
   captureTimings: Record<string, number>;
@@ -65,7 +66,7 @@ export class SnapshotWriter {
     return join(this.dir, name);
   }
 
-  /** Checksum the files, write the manifest and publish. On failure the writer is aborted. */
+  /** Digest the files, write the manifest and publish. On failure the writer is aborted. */
   async publish(input: PublishInput): Promise<PublishedSnapshot> {
     return this.finish(async () => {
       const derived = snapshotKey(input.manifest.keyParts);
@@ -79,11 +80,15 @@ export class SnapshotWriter {
         );
       }
       await this.checkDirHolds(input.files.map((f) => f.name));
-      const files = [];
-      for (const f of input.files) {
-        const { sha256, bytes } = await sha256File(this.path(f.name));
-        files.push({ name: f.name, bytes, sha256, role: f.role });
-      }
+      const paths = input.files.map((f) => this.path(f.name));
+      // Hashing is CPU, fsync is disk: overlapped, both done before anything points at the files.
+      const [digests] = await settled(digestFiles(paths), fsyncEach(paths));
+      const files = input.files.map((f, i) => ({
+        name: f.name,
+        bytes: digests[i]!.bytes,
+        digest: digests[i]!.digest,
+        role: f.role,
+      }));
       const { keyParts, createdAt, ...rest } = input.manifest;
       const candidate = {
         formatVersion: SNAPSHOT_FORMAT_VERSION,
@@ -97,15 +102,19 @@ export class SnapshotWriter {
       };
       const manifest = parseManifest(candidate);
       if (manifest instanceof EngineError) throw manifest;
-      return this.commit(manifest);
+      return this.commit(manifest, { filesSynced: true });
     });
   }
 
   /**
    * Publish files that are already in `dir` with a known manifest (an
    * unpacked archive): verifies them against it instead of recomputing it.
+   * `digests` are ones the caller computed from the bytes as it wrote them:
+   * compared with the manifest without reading the files again (see
+   * verifySnapshotFiles). A mismatch throws SNAPSHOT_CORRUPT and publishes
+   * nothing.
    */
-  async publishPrepared(manifest: SnapshotManifest, { deep }: { deep: boolean }): Promise<PublishedSnapshot> {
+  async publishPrepared(manifest: SnapshotManifest, options: VerifyOptions): Promise<PublishedSnapshot> {
     return this.finish(async () => {
       if (manifest.key !== this.key) {
         throw new EngineError(
@@ -117,9 +126,9 @@ export class SnapshotWriter {
         );
       }
       await this.checkDirHolds(manifest.files.map((f) => f.name));
-      const corrupt = await verifySnapshotFiles(this.dir, manifest, { deep });
+      const corrupt = await verifySnapshotFiles(this.dir, manifest, options);
       if (corrupt) throw corrupt;
-      return this.commit(manifest);
+      return this.commit(manifest, { filesSynced: false });
     });
   }
 
@@ -181,11 +190,16 @@ export class SnapshotWriter {
     }
   }
 
-  private async commit(manifest: SnapshotManifest): Promise<PublishedSnapshot> {
+  private async commit(
+    manifest: SnapshotManifest,
+    { filesSynced }: { filesSynced: boolean },
+  ): Promise<PublishedSnapshot> {
     const { root, key } = this.ctx;
     const manifestText = serializeManifest(manifest);
-    await writeFileDurable(this.path(MANIFEST_FILE), manifestText);
-    for (const f of manifest.files) await fsyncFile(this.path(f.name));
+    await settled(
+      writeFileDurable(this.path(MANIFEST_FILE), manifestText),
+      filesSynced ? Promise.resolve() : fsyncEach(manifest.files.map((f) => this.path(f.name))),
+    );
     // The marker seals the manifest: a reader refuses a manifest changed after publish.
     const manifestSha256 = createHash("sha256").update(manifestText).digest("hex");
     await writeFileDurable(
@@ -232,4 +246,17 @@ export class SnapshotWriter {
     await this.ctx.lock.release();
     return { key, dir: target, manifest };
   }
+}
+
+/** fsync one file after another: one thread-pool thread, leaving the others to the reads. */
+async function fsyncEach(paths: readonly string[]): Promise<void> {
+  for (const p of paths) await fsyncFile(p);
+}
+
+/** Both results, once both have settled (nothing left running when the caller cleans up), or the first error. */
+async function settled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === "rejected") throw ra.reason;
+  if (rb.status === "rejected") throw rb.reason;
+  return [ra.value, rb.value];
 }
