@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APT_DIR, aptCacheKey, candidatesIn, saveAptDebs } from "../../src/action/apt-cache.js";
 import { actionsCache } from "../../src/action/cache-client.js";
 import { resolveQemu, type QemuDeps } from "../../src/action/qemu.js";
+import { saveEnv } from "../support/env.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
@@ -25,7 +26,7 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const saved = Object.fromEntries(ENV.map((n) => [n, process.env[n]]));
+const restoreEnv = saveEnv(ENV);
 const PACKAGES = ["qemu-system-x86", "qemu-utils"];
 /** What apt downloads for them on a runner image that has none of QEMU's dependencies. */
 const DOWNLOADS = [
@@ -115,10 +116,7 @@ describe("the QEMU packages in the Actions cache", () => {
   });
   afterAll(async () => {
     await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
+    restoreEnv();
     rmSync(root, { recursive: true, force: true });
   });
 

@@ -12,12 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { actionsCache, callCache, type CacheClient } from "../../src/action/cache-client.js";
 import { imageCacheKey, restoreImage, saveImage } from "../../src/action/image-cache.js";
 import { restoreSnapshot, saveSnapshot } from "../../src/action/snapshot-cache.js";
-import {
-  SNAPSHOT_FORMAT_VERSION,
-  snapshotKey,
-  type SnapshotKeyParts,
-} from "../../src/engine/snapshot/key.js";
+import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/index.js";
+import { saveEnv } from "../support/env.js";
+import { testKeyParts } from "../support/key-parts.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
@@ -27,30 +25,8 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const saved = Object.fromEntries(ENV.map((n) => [n, process.env[n]]));
-const parts: SnapshotKeyParts = {
-  formatVersion: SNAPSHOT_FORMAT_VERSION,
-  arch: "amd64",
-  accelerator: "tcg",
-  qemuVersion: "10.0.13",
-  machineType: "pc-q35-10.0",
-  cpuModel: "qemu64",
-  cpuFingerprint: "tcg:qemu64",
-  ramMiB: 512,
-  cpus: 1,
-  imageDigest: "ab".repeat(32),
-  firmwareDigest: "none",
-  layoutHash: "lh-concurrent",
-  strategy: "template",
-  hostPorts: {
-    dashboard: 27400,
-    backend: 27401,
-    minio: 27402,
-    inbucket: 27403,
-    mockOauth: 27404,
-  },
-  portPrefix: "81",
-};
+const restoreEnv = saveEnv(ENV);
+const parts = testKeyParts({ layoutHash: "lh-concurrent" });
 const KEY = snapshotKey(parts);
 const quiet = { info: () => undefined, warn: () => undefined };
 
@@ -74,10 +50,7 @@ describe("cache calls at once", () => {
   });
   afterAll(async () => {
     await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
+    restoreEnv();
     rmSync(root, { recursive: true, force: true });
   });
 

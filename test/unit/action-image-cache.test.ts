@@ -27,6 +27,7 @@ import {
   saveImage,
 } from "../../src/action/image-cache.js";
 import { EngineError } from "../../src/engine/errors.js";
+import { saveEnv } from "../support/env.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
@@ -36,7 +37,7 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const saved = Object.fromEntries(ENV.map((n) => [n, process.env[n]]));
+const restoreEnv = saveEnv(ENV);
 
 /** A small qcow2-looking image: the magic, then noise. */
 function qcow2(bytes = 3 * 1024 * 1024): { data: Buffer; sha256: string } {
@@ -107,10 +108,7 @@ describe("the image in the Actions cache", () => {
   });
   afterAll(async () => {
     await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
+    restoreEnv();
     rmSync(root, { recursive: true, force: true });
   });
 

@@ -24,12 +24,10 @@ import {
   type CacheClient,
 } from "../../src/action/cache-client.js";
 import { cacheKeyOf, cacheKeyPrefix, generationOf } from "../../src/action/cache-key.js";
-import {
-  SNAPSHOT_FORMAT_VERSION,
-  snapshotKey,
-  type SnapshotKeyParts,
-} from "../../src/engine/snapshot/key.js";
+import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore, packSnapshot } from "../../src/engine/snapshot/index.js";
+import { saveEnv } from "../support/env.js";
+import { testKeyParts } from "../support/key-parts.js";
 import { ActionsCacheServer, CACHE_CLIENT_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
 
 const ENV = [
@@ -40,31 +38,9 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const saved = Object.fromEntries(ENV.map((n) => [n, process.env[n]]));
-const restoreEnv = () => {
-  for (const [n, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[n];
-    else process.env[n] = v;
-  }
-};
+const restoreEnv = saveEnv(ENV);
 
-const parts: SnapshotKeyParts = {
-  formatVersion: SNAPSHOT_FORMAT_VERSION,
-  arch: "amd64",
-  accelerator: "tcg",
-  qemuVersion: "10.0.13",
-  machineType: "pc-q35-10.0",
-  cpuModel: "qemu64",
-  cpuFingerprint: "tcg:qemu64",
-  ramMiB: 512,
-  cpus: 1,
-  imageDigest: "ab".repeat(32),
-  firmwareDigest: "none",
-  layoutHash: "lh",
-  strategy: "template",
-  hostPorts: { dashboard: 27400, backend: 27401, minio: 27402, inbucket: 27403, mockOauth: 27404 },
-  portPrefix: "81",
-};
+const parts = testKeyParts();
 const KEY = snapshotKey(parts);
 
 async function publish(storeRoot: string): Promise<void> {

@@ -34,15 +34,7 @@ export interface ImageDigestOptions {
 
 /** sha256 hex of the file's content, from the cache when the file is unchanged. */
 export async function imageDigest(path: string, options: ImageDigestOptions): Promise<string> {
-  let real: string;
-  try {
-    real = await realpath(path);
-  } catch (err) {
-    throw new EngineError("IMAGE_NOT_FOUND", `base image ${path} cannot be read`, {
-      hint: "check the image path in the configuration",
-      cause: err,
-    });
-  }
+  const real = await realImage(path);
   const before = await stat(real);
   const cacheFile = join(options.cacheDir, CACHE_FILE);
   const cache = await readCache(cacheFile);
@@ -57,17 +49,7 @@ export async function imageDigest(path: string, options: ImageDigestOptions): Pr
       hint: "wait for whatever is writing the image to finish, then retry",
     });
   }
-  // Re-read just before writing so entries added meanwhile by another process survive.
-  const fresh = await readCache(cacheFile);
-  fresh.entries[real] = {
-    size: after.size,
-    mtimeMs: after.mtimeMs,
-    ino: after.ino,
-    sha256,
-    computedAt: Date.now(),
-  };
-  await mkdir(options.cacheDir, { recursive: true });
-  await writeCache(cacheFile, fresh);
+  await record(options.cacheDir, real, after, sha256);
   return sha256;
 }
 
@@ -90,26 +72,32 @@ export async function seedImageDigest(
       hint: "seed the image digest cache with the hex sha256 of the image's content",
     });
   }
-  let real: string;
+  const real = await realImage(path);
+  await record(options.cacheDir, real, await stat(real), digest);
+}
+
+async function realImage(path: string): Promise<string> {
   try {
-    real = await realpath(path);
+    return await realpath(path);
   } catch (err) {
     throw new EngineError("IMAGE_NOT_FOUND", `base image ${path} cannot be read`, {
       hint: "check the image path in the configuration",
       cause: err,
     });
   }
-  const s = await stat(real);
-  const cacheFile = join(options.cacheDir, CACHE_FILE);
+}
+
+/** Adds the entry for `real` as `s` describes it. The cache is re-read just before writing, so entries added meanwhile by another process survive. */
+async function record(
+  cacheDir: string,
+  real: string,
+  s: { size: number; mtimeMs: number; ino: number },
+  sha256: string,
+): Promise<void> {
+  const cacheFile = join(cacheDir, CACHE_FILE);
   const fresh = await readCache(cacheFile);
-  fresh.entries[real] = {
-    size: s.size,
-    mtimeMs: s.mtimeMs,
-    ino: s.ino,
-    sha256: digest,
-    computedAt: Date.now(),
-  };
-  await mkdir(options.cacheDir, { recursive: true });
+  fresh.entries[real] = { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, sha256, computedAt: Date.now() };
+  await mkdir(cacheDir, { recursive: true });
   await writeCache(cacheFile, fresh);
 }
 
