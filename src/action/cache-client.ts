@@ -24,6 +24,7 @@
  * Each call's messages are told apart by its async context.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type * as ActionsCacheModule from "@actions/cache";
 
 export const ARCHIVE_NAME = "hexclave-emulator-snapshot.hxsnap";
 
@@ -33,7 +34,7 @@ export interface CacheClient {
   saveCache(paths: string[], key: string): Promise<number>;
 }
 
-type CacheModule = typeof import("@actions/cache");
+type CacheModule = typeof ActionsCacheModule;
 let cacheModule: Promise<CacheModule> | undefined;
 
 /**
