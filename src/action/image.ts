@@ -122,7 +122,25 @@ export interface ImageOptions {
   restore?: ((sha256: string, into: string) => Promise<boolean>) | undefined;
 }
 
+/**
+ * Where the image is, or will be: `ready` when it is on disk (a path, the
+ * tool cache) or was fetched without a checksum; `pending` when its verified
+ * digest and its tool-cache path are known but its bytes still have to come
+ * (the Actions cache, else a download): `fetch()` brings them, and the
+ * caller may meanwhile work from the digest (the Action restores the
+ * snapshot, whose key names it, at the same time).
+ */
+export type LocatedImage =
+  | { kind: "ready"; choice: ImageChoice }
+  | { kind: "pending"; sha256: string; path: string; fetch(): Promise<ImageChoice> };
+
 export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise<ImageChoice> {
+  const located = await locateImage(spec, opts);
+  return located.kind === "ready" ? located.choice : located.fetch();
+}
+
+export async function locateImage(spec: ImageSpec, opts: ImageOptions): Promise<LocatedImage> {
+  const ready = (choice: ImageChoice): LocatedImage => ({ kind: "ready", choice });
   switch (spec.kind) {
     case "default":
       if (!existsSync(opts.defaultPath)) {
@@ -134,11 +152,11 @@ export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise
           },
         );
       }
-      return {
+      return ready({
         path: opts.defaultPath,
         source: "default",
         message: `the image in cache-dir: ${opts.defaultPath}`,
-      };
+      });
     case "path": {
       const path = opts.resolvedPath ?? spec.path;
       if (!existsSync(path)) {
@@ -146,7 +164,7 @@ export async function resolveImage(spec: ImageSpec, opts: ImageOptions): Promise
           hint: "check the image input (relative paths are from the workspace), or give a URL or release tag",
         });
       }
-      return { path, source: "path", message: `image ${path}` };
+      return ready({ path, source: "path", message: `image ${path}` });
     }
     case "tag": {
       const base = opts.releaseBase ?? DEFAULT_RELEASE_BASE;
@@ -216,7 +234,7 @@ function releaseApi(base: string, tag: string, opts: ImageOptions): Release["api
 }
 
 /** `release` when the URL came from a release tag: then a checksum is required. */
-async function download(url: string, opts: ImageOptions, release?: Release): Promise<ImageChoice> {
+async function download(url: string, opts: ImageOptions, release?: Release): Promise<LocatedImage> {
   const name = fileNameOf(url, opts.arch);
   const given = opts.expectedSha256;
   const root = toolCacheRoot(opts);
@@ -225,10 +243,14 @@ async function download(url: string, opts: ImageOptions, release?: Release): Pro
     if (hit) {
       const how = verified ? "" : " (unverified: no checksum was published)";
       return {
-        path: hit.path,
-        source: "tool-cache",
-        message: `image ${shown(url)} from the tool cache${how}`,
-        sha256: hit.sha256,
+        kind: "ready",
+        choice: {
+          path: hit.path,
+          source: "tool-cache",
+          message: `image ${shown(url)} from the tool cache${how}`,
+          sha256: hit.sha256,
+          verified,
+        },
       };
     }
   }
@@ -279,8 +301,34 @@ async function download(url: string, opts: ImageOptions, release?: Release): Pro
     fetchImage = () => httpGet(url, { what: "the image" });
   }
   const version = toolVersion(url, given, !!expected);
+  const fetch = () =>
+    fetchInto(
+      root,
+      { version, arch: opts.arch, name },
+      { what, expected, given, published, fetchImage },
+      opts,
+    );
+  return expected
+    ? { kind: "pending", sha256: expected, path: join(toolCacheEntry(root, version, opts.arch), name), fetch }
+    : { kind: "ready", choice: await fetch() };
+}
+
+/** The image's bytes into its tool-cache entry: from the restore hook when it has them, else downloaded. */
+async function fetchInto(
+  root: string,
+  entry: { version: string; arch: Arch; name: string },
+  src: {
+    what: string;
+    expected: string | undefined;
+    given: string | undefined;
+    published: string;
+    fetchImage: () => Promise<Got>;
+  },
+  opts: ImageOptions,
+): Promise<ImageChoice> {
+  const { what, expected, given, published, fetchImage } = src;
   if (expected && opts.restore) {
-    const restored = await fromElsewhere(root, { version, arch: opts.arch, name }, expected, opts.restore);
+    const restored = await fromElsewhere(root, entry, expected, opts.restore);
     if (restored) {
       return {
         path: restored,
@@ -296,7 +344,7 @@ async function download(url: string, opts: ImageOptions, release?: Release): Pro
   opts.log(`downloading ${what}`);
   const { path, sha256 } = await intoToolCache(
     root,
-    { version, arch: opts.arch, name },
+    entry,
     opts,
     async (file) => {
       const got = await fetchImage();

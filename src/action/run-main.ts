@@ -17,6 +17,7 @@ import {
   EngineError,
   describeError,
   openSnapshotStore,
+  checkImage,
   resolveContext,
   seedImageDigest,
   snapshotKeyOf,
@@ -29,7 +30,7 @@ import { actionsCache, loadActionsCache, type CacheClient } from "./cache-client
 import { imageCacheKey, restoreImage } from "./image-cache.js";
 import { cacheKeyOf } from "./cache-key.js";
 import { describeOverride, environmentOverrides, fieldsOf } from "./env-overrides.js";
-import { resolveImage } from "./image.js";
+import { locateImage, type LocatedImage } from "./image.js";
 import { readActionInputs, type ActionInputs } from "./inputs.js";
 import { ensureKvm, hostKvmDeps, type KvmDeps } from "./kvm.js";
 import { PhaseLog } from "./log.js";
@@ -144,8 +145,12 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     log.info(c.message);
     return c;
   });
-  const image = await log.step("image", async () => {
-    const c = await resolveImage(inputs.image, {
+  // What the image step says: straight to the log while it runs, held back
+  // while its fetch runs beside the snapshot restore (whose log groups it
+  // would otherwise break into), and printed in its own group when awaited.
+  const imageOut = new HeldLog(log);
+  const located = await log.step("image", async () => {
+    const l = await locateImage(inputs.image, {
       arch: draft.arch,
       defaultPath: draft.image,
       resolvedPath: inputs.image.kind === "path" ? draft.image : undefined,
@@ -162,28 +167,37 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
               dest: into,
               dir: cacheDir,
               client: downloads,
-              log,
+              log: imageOut,
             });
             return r.kind === "hit";
           }
         : undefined,
-      log: (m) => log.info(m),
-      warn: (m) => log.warn(m),
+      log: (m) => imageOut.info(m),
+      warn: (m) => imageOut.warn(m),
     });
-    log.info(c.message);
-    return c;
+    if (l.kind === "ready") log.info(l.choice.message);
+    else
+      log.info(`sha256 ${l.sha256} verified beforehand: the image is fetched while the snapshot is restored`);
+    return l;
   });
-  let config = emulatorConfig(inputs, dirs, { image: image.path, qemuBinary: qemu.binary }, env, hostArch);
+  // A pending image comes (Actions cache, else a download) while the snapshot
+  // is looked up and restored: its key names the image's verified digest, so
+  // it needs no bytes of it. Awaited (and checked) before anything boots.
+  const fetching = located.kind === "pending" ? imageOut.hold(located.fetch()) : undefined;
+  const imagePath = located.kind === "ready" ? located.choice.path : located.path;
+  const knownDigest = located.kind === "pending" ? located.sha256 : undefined;
+  let config = emulatorConfig(inputs, dirs, { image: imagePath, qemuBinary: qemu.binary }, env, hostArch);
   // Its parse overlaps the probe's wait for QEMU (see loadActionsCache).
   if (downloads === actionsCache) void loadActionsCache().catch(() => undefined);
   // The host as the engine sees it (QEMU probed once; the snapshot key reuses it).
   const engineCtx = await log.step("accelerator", async () => {
-    const ctx = await resolveContext(config);
+    const ctx = await resolveContext(config, {}, { imageCheck: !fetching });
     log.info(`${ctx.accel.accelerator}: ${ctx.accel.reason}`);
     return ctx;
   });
   // A digest verified while downloading (or recorded beside a tool-cache hit): the key does not hash the image again.
-  if (image.sha256) await seedImageDigest(image.path, image.sha256, { cacheDir: engineCtx.cacheDir });
+  if (located.kind === "ready" && located.choice.sha256)
+    await seedImageDigest(located.choice.path, located.choice.sha256, { cacheDir: engineCtx.cacheDir });
   const timeoutFromEnv = envOverrides.some((o) => o.used && o.fields.includes("snapshotReadyTimeoutSec"));
   if (!inputs.resumeTimeoutGiven && !timeoutFromEnv) {
     const sec = resumeTimeoutFor(engineCtx.accel.accelerator);
@@ -207,15 +221,33 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
     cacheKeySuffix: inputs.cacheKeySuffix,
     captured: false,
     aptSave: "aptSave" in qemu ? qemu.aptSave : undefined,
-    // A verified download this job made: the post step keeps it in the Actions cache for the next jobs.
-    imageSave:
-      downloads && image.source === "download" && image.verified && image.sha256
-        ? { sha256: image.sha256, path: image.path, key: imageCacheKey(draft.arch, image.sha256) }
-        : undefined,
   };
   saveEmulatorState(state, { ...base, outcome: "starting", saveGeneration: 1 });
 
-  const restored = await restore(inputs, config, engineCtx, cacheDir, log, { maySave, mayCapture }, client);
+  const restored = await restore(
+    inputs,
+    config,
+    engineCtx,
+    cacheDir,
+    log,
+    { maySave, mayCapture, imageDigest: knownDigest },
+    client,
+  );
+  const image = fetching
+    ? await log.step("image-fetch", async () => {
+        const c = await imageOut.release(fetching);
+        log.info(c.message);
+        // Checked now that it is here, as resolveContext would have (the path is the one the config names).
+        checkImage(c.path, draft.arch);
+        if (c.sha256) await seedImageDigest(c.path, c.sha256, { cacheDir: engineCtx.cacheDir });
+        return c;
+      })
+    : (located as Extract<LocatedImage, { kind: "ready" }>).choice;
+  // A verified download this job made: the post step keeps it in the Actions cache for the next jobs.
+  base.imageSave =
+    downloads && image.source === "download" && image.verified && image.sha256
+      ? { sha256: image.sha256, path: image.path, key: imageCacheKey(draft.arch, image.sha256) }
+      : undefined;
   const { cache, snapshotKey, startConfig, fallbackReason, allowCapture, saveGeneration } = restored;
   const keyed = { ...base, snapshotKey, cacheKey: cache.cacheKey, saveGeneration };
   saveEmulatorState(state, { ...keyed, outcome: "starting" });
@@ -314,7 +346,11 @@ async function restore(
   engineCtx: EngineContext,
   cacheDir: string,
   log: PhaseLog,
-  { maySave, mayCapture }: { maySave: boolean; mayCapture: boolean },
+  {
+    maySave,
+    mayCapture,
+    imageDigest,
+  }: { maySave: boolean; mayCapture: boolean; imageDigest?: string | undefined },
   client: CacheClient | undefined,
 ): Promise<Restored> {
   const mode = inputs.cache;
@@ -333,7 +369,7 @@ async function restore(
   }
   if (mode === "none") return { ...plain, cache: { mode, state: "off", note: "off (cache is none)" } };
   const snapshotKey = await log.step("snapshot-key", async () => {
-    const { key } = await snapshotKeyOf(engineCtx);
+    const { key } = await snapshotKeyOf(engineCtx, { imageDigest });
     log.info(`snapshot key ${key}`);
     return key;
   });
@@ -430,5 +466,42 @@ function readKey(file: string): string {
     return readFileSync(file, "utf8").trim();
   } catch {
     return "";
+  }
+}
+
+/**
+ * A logger whose lines can be held back while a task runs beside others
+ * (the image fetch), then printed when the task is awaited.
+ */
+class HeldLog {
+  private held: Array<["info" | "warn", string]> | undefined;
+  constructor(private readonly log: PhaseLog) {}
+
+  info(message: string): void {
+    if (this.held) this.held.push(["info", message]);
+    else this.log.info(message);
+  }
+
+  warn(message: string): void {
+    if (this.held) this.held.push(["warn", message]);
+    else this.log.warn(message);
+  }
+
+  /** Holds this logger's lines from now on; the task's rejection is handled when released (never left unhandled). */
+  hold<T>(task: Promise<T>): Promise<T> {
+    this.held ??= [];
+    task.catch(() => undefined);
+    return task;
+  }
+
+  /** Awaits the task, then prints what was held, in order, and prints directly again. */
+  async release<T>(task: Promise<T>): Promise<T> {
+    try {
+      return await task;
+    } finally {
+      const lines = this.held ?? [];
+      this.held = undefined;
+      for (const [kind, m] of lines) this[kind](m);
+    }
   }
 }

@@ -35,7 +35,7 @@ export { Phases, silent, type EngineEvent, type EventSink, type SkippedStep } fr
 export { ConfigError, EngineError, TimeoutError, describeError } from "./errors.js";
 
 // The snapshot key and store, and moving snapshots between machines.
-export { snapshotKeyFor, keyOf as snapshotKeyOf } from "./lifecycle/snapshot-key.js";
+export { snapshotKeyFor, keyOf as snapshotKeyOf, type KnownKeyInputs } from "./lifecycle/snapshot-key.js";
 export {
   openSnapshotStore,
   packSnapshot,
@@ -66,7 +66,8 @@ export { checkSecrets, type RotatedSecrets } from "./guest/rotation.js";
 // The building blocks of a start, for the benchmark: it measures each phase
 // and the floor beneath them (QEMU alone, a resume without the guest steps).
 // Kept narrow on purpose: an edge that needs more asks for it here.
-export { resolveContext, type EngineContext } from "./lifecycle/context.js";
+export { resolveContext, type EngineContext, type ResolveOptions } from "./lifecycle/context.js";
+export { checkImage } from "./image/check.js";
 export { planFor } from "./lifecycle/plan.js";
 export { launchVm, type LaunchedVm } from "./lifecycle/launch.js";
 export { connectAgent, finishGuest, vmDirHost, writeRuntimeIso } from "./lifecycle/boot.js";

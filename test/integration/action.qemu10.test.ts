@@ -516,6 +516,16 @@ for (const target of targets) {
         // A runner with an empty tool cache: the image comes from the Actions cache, not the server.
         expect(main.stdout).toContain("from the Actions cache");
         expect(main.stdout).not.toContain("downloading ");
+        // Fetched beside the snapshot lookup (its key names the verified digest), awaited before the boot.
+        expect(main.stdout).toContain("the image is fetched while the snapshot is restored");
+        const groups = ["image", "cache-restore", "image-fetch", "cold-boot"].map((g) =>
+          main.stdout.indexOf(`::group::${g}\n`),
+        );
+        expect(
+          groups.every((at) => at >= 0),
+          main.stdout,
+        ).toBe(true);
+        expect([...groups].sort((a, b) => a - b)).toEqual(groups);
         expect(main.outputs["secret-server-key"]).toMatch(/^[0-9a-f]{64}$/);
         expect((await fetch(`${main.outputs["backend-url"]}/health?db=1`)).status).toBe(200);
       });

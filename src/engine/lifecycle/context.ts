@@ -41,12 +41,22 @@ export interface EngineContext {
   deps: EngineDeps;
 }
 
+export interface ResolveOptions {
+  /**
+   * Check the image first (default). False for a caller still fetching it
+   * (the Action restores the image and the snapshot at once): it checks the
+   * image itself once it is there (checkImage), before anything boots.
+   */
+  imageCheck?: boolean;
+}
+
 export async function resolveContext(
   config: EmulatorConfig,
   deps: Partial<EngineDeps> = {},
+  { imageCheck = true }: ResolveOptions = {},
 ): Promise<EngineContext> {
   // Before any QEMU runs (the probe starts one): a bad image is one clear error.
-  checkImage(config.image, config.arch);
+  if (imageCheck) checkImage(config.image, config.arch);
   const host = detectHost();
   const binary = findQemu(config.arch, config.qemuBinary);
   const cacheDir = join(config.home, "cache");

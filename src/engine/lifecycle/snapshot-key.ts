@@ -10,7 +10,16 @@ import { resolveContext, type EngineContext } from "./context.js";
 import type { EmulatorConfig } from "../config/index.js";
 import { planFor } from "./plan.js";
 
-export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
+/** What a caller already knows of the key's inputs. */
+export interface KnownKeyInputs {
+  /**
+   * The base image's sha256, verified by the caller (a download's checksum):
+   * the key is made without reading the image, which need not be there yet.
+   */
+  imageDigest?: string | undefined;
+}
+
+export async function keyParts(ctx: EngineContext, known: KnownKeyInputs = {}): Promise<SnapshotKeyParts> {
   const c = ctx.config;
   const plan = planFor(ctx, "capture", { base: c.image, layer: "<layer>" }, "<ram>");
   return {
@@ -25,7 +34,7 @@ export async function keyParts(ctx: EngineContext): Promise<SnapshotKeyParts> {
     cpuFingerprint: ctx.cpuFingerprint,
     ramMiB: c.snapshotRamMiB,
     cpus: c.snapshotCpus,
-    imageDigest: await imageDigest(c.image, { cacheDir: ctx.cacheDir }),
+    imageDigest: known.imageDigest ?? (await imageDigest(c.image, { cacheDir: ctx.cacheDir })),
     firmwareDigest: ctx.firmware ? await imageDigest(ctx.firmware, { cacheDir: ctx.cacheDir }) : "none",
     layoutHash: layoutHash(plan),
     strategy: ctx.strategy,
@@ -73,8 +82,11 @@ async function romDigest(ctx: EngineContext): Promise<string> {
   return h.digest("hex");
 }
 
-export async function keyOf(ctx: EngineContext): Promise<{ key: string; parts: SnapshotKeyParts }> {
-  const parts = await keyParts(ctx);
+export async function keyOf(
+  ctx: EngineContext,
+  known: KnownKeyInputs = {},
+): Promise<{ key: string; parts: SnapshotKeyParts }> {
+  const parts = await keyParts(ctx, known);
   return { key: snapshotKey(parts), parts };
 }
 
