@@ -374,11 +374,7 @@ async function fromElsewhere(
   sha256: string,
   restore: NonNullable<ImageOptions["restore"]>,
 ): Promise<string | undefined> {
-  mkdirSync(root, { recursive: true });
-  const partial = join(
-    root,
-    `.${IMAGE_TOOL}.${entry.version}.${entry.arch}.${process.pid}.${randomBytes(6).toString("hex")}.partial`,
-  );
+  const partial = newPartial(root, entry);
   try {
     if (!(await restore(sha256, partial)) || !existsSync(partial)) return undefined;
     return publish(root, entry, partial, sha256).path;
@@ -442,6 +438,17 @@ function cached(dir: string, name: string): { path: string; sha256?: string | un
   return { path, sha256 };
 }
 
+/**
+ * A new temporary file's path in the tool cache's root (the same file system
+ * as the entry, so publishing is a rename), named by this process so that
+ * sweepStalePartials knows whose it is; the root is made if need be.
+ */
+function newPartial(root: string, entry: { version: string; arch: string }): string {
+  mkdirSync(root, { recursive: true });
+  const id = `${process.pid}.${randomBytes(6).toString("hex")}`;
+  return join(root, `.${IMAGE_TOOL}.${entry.version}.${entry.arch}.${id}.partial`);
+}
+
 const PARTIAL = new RegExp(`^\\.${IMAGE_TOOL}\\..+\\.(\\d+)\\.[0-9a-f]{12}\\.partial$`);
 
 /**
@@ -499,11 +506,7 @@ async function intoToolCache(
 ): Promise<{ path: string; sha256: string }> {
   const attempts = Math.max(1, opts.attempts ?? 3);
   const delayMs = opts.retryDelayMs ?? 10_000;
-  mkdirSync(root, { recursive: true });
-  const partial = join(
-    root,
-    `.${IMAGE_TOOL}.${entry.version}.${entry.arch}.${process.pid}.${randomBytes(6).toString("hex")}.partial`,
-  );
+  const partial = newPartial(root, entry);
   try {
     let written: { sha256: string; bytes: number };
     for (let attempt = 1; ; attempt++) {

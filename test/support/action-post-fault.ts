@@ -12,32 +12,18 @@ import type { CacheClient } from "../../src/action/cache-client.js";
 import { runPost } from "../../src/action/run-post.js";
 import { MemoryStateProvider, saveEmulatorState } from "../../src/action/state.js";
 import { loadConfig } from "../../src/engine/config/index.js";
-import {
-  SNAPSHOT_FORMAT_VERSION,
-  snapshotKey,
-  type SnapshotKeyParts,
-} from "../../src/engine/snapshot/key.js";
+import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/index.js";
+import { testKeyParts } from "./key-parts.js";
 
 const dir = process.argv[2];
 if (!dir) throw new Error("usage: action-post-fault.ts <dir>");
-const parts: SnapshotKeyParts = {
-  formatVersion: SNAPSHOT_FORMAT_VERSION,
-  arch: "amd64",
-  accelerator: "tcg",
+const parts = testKeyParts({
   qemuVersion: "10.0.0",
-  machineType: "pc-q35-10.0",
   cpuModel: "max",
   cpuFingerprint: "tcg:max",
-  ramMiB: 512,
-  cpus: 1,
-  imageDigest: "ab".repeat(32),
-  firmwareDigest: "none",
-  layoutHash: "lh",
-  strategy: "template",
   hostPorts: { dashboard: 27450, backend: 27451, minio: 27452, inbucket: 27453, mockOauth: 27454 },
-  portPrefix: "81",
-};
+});
 const key = snapshotKey(parts);
 const image = join(dir, "image.qcow2");
 writeFileSync(image, "");

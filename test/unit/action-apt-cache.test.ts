@@ -9,15 +9,14 @@
  * current package lists skip the update; an outage is plain apt-get.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { APT_DIR, aptCacheKey, candidatesIn, saveAptDebs } from "../../src/action/apt-cache.js";
 import { actionsCache } from "../../src/action/cache-client.js";
 import { resolveQemu, type QemuDeps } from "../../src/action/qemu.js";
-import { saveEnv } from "../support/env.js";
-import { ActionsCacheServer } from "../support/actions-cache-server.js";
+import { useCacheService } from "../support/cache-service.js";
+import type { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
   "ACTIONS_CACHE_SERVICE_V2",
@@ -26,7 +25,6 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const restoreEnv = saveEnv(ENV);
 const PACKAGES = ["qemu-system-x86", "qemu-utils"];
 /** What apt downloads for them on a runner image that has none of QEMU's dependencies. */
 const DOWNLOADS = [
@@ -109,15 +107,9 @@ describe("the QEMU packages in the Actions cache", () => {
     };
   }
 
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), "hxe-apt-cache-"));
-    server = await ActionsCacheServer.start();
-    Object.assign(process.env, server.clientEnv());
-  });
-  afterAll(async () => {
-    await server.close();
-    restoreEnv();
-    rmSync(root, { recursive: true, force: true });
+  useCacheService("hxe-apt-cache-", ENV, (s, r) => {
+    server = s;
+    root = r;
   });
 
   it("on a miss, updates and installs into the Action's cache directory; the post step then saves the .debs", async () => {

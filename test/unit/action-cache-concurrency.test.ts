@@ -5,18 +5,16 @@
  * call's messages stay its own.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { actionsCache, callCache, type CacheClient } from "../../src/action/cache-client.js";
 import { imageCacheKey, restoreImage, saveImage } from "../../src/action/image-cache.js";
 import { restoreSnapshot, saveSnapshot } from "../../src/action/snapshot-cache.js";
 import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/index.js";
-import { saveEnv } from "../support/env.js";
+import { useCacheService } from "../support/cache-service.js";
 import { testKeyParts } from "../support/key-parts.js";
-import { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
   "ACTIONS_CACHE_SERVICE_V2",
@@ -25,14 +23,12 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const restoreEnv = saveEnv(ENV);
 const parts = testKeyParts({ layoutHash: "lh-concurrent" });
 const KEY = snapshotKey(parts);
 const quiet = { info: () => undefined, warn: () => undefined };
 
 describe("cache calls at once", () => {
   let root: string;
-  let server: ActionsCacheServer;
   const runner = (name: string) => {
     const temp = join(root, name, "_temp");
     const workspace = join(root, name, "repo");
@@ -43,15 +39,8 @@ describe("cache calls at once", () => {
     return { dir: join(temp, "hexclave-emulator", "cache"), workspace, temp };
   };
 
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), "hxe-cache-concurrent-"));
-    server = await ActionsCacheServer.start();
-    Object.assign(process.env, server.clientEnv());
-  });
-  afterAll(async () => {
-    await server.close();
-    restoreEnv();
-    rmSync(root, { recursive: true, force: true });
+  useCacheService("hxe-cache-concurrent-", ENV, (_server, r) => {
+    root = r;
   });
 
   it("restores the image and the snapshot at once into one cache directory, and puts cwd and GITHUB_WORKSPACE back", async () => {

@@ -5,19 +5,10 @@
  * mislabelled entry leaves nothing at dest; an outage says so.
  */
 import { createHash, randomBytes } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as cache from "@actions/cache";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { actionsCache, callCache } from "../../src/action/cache-client.js";
 import {
   IMAGE_ENTRY_NAME,
@@ -27,8 +18,8 @@ import {
   saveImage,
 } from "../../src/action/image-cache.js";
 import { EngineError } from "../../src/engine/errors.js";
-import { saveEnv } from "../support/env.js";
-import { ActionsCacheServer } from "../support/actions-cache-server.js";
+import { useCacheService } from "../support/cache-service.js";
+import type { ActionsCacheServer } from "../support/actions-cache-server.js";
 
 const ENV = [
   "ACTIONS_CACHE_SERVICE_V2",
@@ -37,7 +28,6 @@ const ENV = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const restoreEnv = saveEnv(ENV);
 
 /** A small qcow2-looking image: the magic, then noise. */
 function qcow2(bytes = 3 * 1024 * 1024): { data: Buffer; sha256: string } {
@@ -101,15 +91,9 @@ describe("the image in the Actions cache", () => {
     server.replaceEntryData(key, server.entryData(scratch)!);
   }
 
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), "hxe-image-cache-"));
-    server = await ActionsCacheServer.start();
-    Object.assign(process.env, server.clientEnv());
-  });
-  afterAll(async () => {
-    await server.close();
-    restoreEnv();
-    rmSync(root, { recursive: true, force: true });
+  useCacheService("hxe-image-cache-", ENV, (s, r) => {
+    server = s;
+    root = r;
   });
 
   it("saves a downloaded image and restores it into the tool cache of a runner laid out elsewhere", async () => {

@@ -23,14 +23,11 @@ import {
 } from "../../src/action/state.js";
 import { loadConfig } from "../../src/engine/config/index.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/index.js";
-import {
-  SNAPSHOT_FORMAT_VERSION,
-  snapshotKey,
-  type SnapshotKeyParts,
-} from "../../src/engine/snapshot/key.js";
+import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { annotations } from "../support/action-runner.js";
 import { ActionsCacheServer } from "../support/actions-cache-server.js";
 import { REPO_ROOT } from "../support/tools.js";
+import { testKeyParts } from "../support/key-parts.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hxe-post-fault-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,23 +74,12 @@ describe("the post step's saves of the QEMU packages and the image", () => {
   let server: ActionsCacheServer;
   let jobs = 0;
 
-  const parts: SnapshotKeyParts = {
-    formatVersion: SNAPSHOT_FORMAT_VERSION,
-    arch: "amd64",
-    accelerator: "tcg",
+  const parts = testKeyParts({
     qemuVersion: "10.0.0",
-    machineType: "pc-q35-10.0",
     cpuModel: "max",
     cpuFingerprint: "tcg:max",
-    ramMiB: 512,
-    cpus: 1,
-    imageDigest: "ab".repeat(32),
-    firmwareDigest: "none",
-    layoutHash: "lh",
-    strategy: "template",
     hostPorts: { dashboard: 27460, backend: 27461, minio: 27462, inbucket: 27463, mockOauth: 27464 },
-    portPrefix: "81",
-  };
+  });
 
   /**
    * A job whose main step left a state: a started emulator (no VM runs), a

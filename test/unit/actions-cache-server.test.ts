@@ -11,9 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as cache from "@actions/cache";
 import { BlockBlobClient } from "@azure/storage-blob";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { callCache } from "../../src/action/cache-client.js";
 import { ActionsCacheServer, CACHE_CLIENT_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
+import { useCacheService } from "../support/cache-service.js";
+import { saveEnv } from "../support/env.js";
 
 const ENV_NAMES = [
   ...CACHE_CLIENT_ENV,
@@ -25,7 +27,7 @@ const ENV_NAMES = [
   "RUNNER_TEMP",
   "GITHUB_WORKSPACE",
 ];
-const saved = Object.fromEntries(ENV_NAMES.map((n) => [n, process.env[n]]));
+const restoreEnv = saveEnv(ENV_NAMES);
 
 function useServer(server: ActionsCacheServer, root: string, protocol: CacheProtocol = "v2"): void {
   for (const n of ENV_NAMES) delete process.env[n];
@@ -49,20 +51,18 @@ describe("the local Actions cache service", () => {
   let root: string;
   let server: ActionsCacheServer;
 
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), "hxe-cache-server-"));
-    server = await ActionsCacheServer.start();
-  });
+  // The client is pointed at it per test (useServer), by protocol.
+  useCacheService(
+    "hxe-cache-server-",
+    ENV_NAMES,
+    (s, r) => {
+      server = s;
+      root = r;
+    },
+    { pointClient: false },
+  );
   afterEach(() => {
     server.fail = {};
-  });
-  afterAll(async () => {
-    await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
-    rmSync(root, { recursive: true, force: true });
   });
 
   it("saves with @actions/cache and restores the same bytes by exact key", async () => {
@@ -198,10 +198,7 @@ describe("the local Actions cache service with *.blob.core.windows.net URLs", ()
       expect(ops).toContain("blob:GET 206");
     } finally {
       await server.close();
-      for (const [n, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[n];
-        else process.env[n] = v;
-      }
+      restoreEnv();
       rmSync(root, { recursive: true, force: true });
     }
   });
@@ -232,20 +229,18 @@ describe("the local Actions cache service over the legacy (v1) protocol", () => 
   let root: string;
   let server: ActionsCacheServer;
 
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), "hxe-cache-v1-"));
-    server = await ActionsCacheServer.start();
-  });
+  // The client is pointed at it per test (useServer), by protocol.
+  useCacheService(
+    "hxe-cache-v1-",
+    ENV_NAMES,
+    (s, r) => {
+      server = s;
+      root = r;
+    },
+    { pointClient: false },
+  );
   afterEach(() => {
     server.fail = {};
-  });
-  afterAll(async () => {
-    await server.close();
-    for (const [n, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[n];
-      else process.env[n] = v;
-    }
-    rmSync(root, { recursive: true, force: true });
   });
 
   it("saves with @actions/cache in Content-Range chunks sent in parallel, commits, and restores the same bytes", async () => {
@@ -501,10 +496,7 @@ describe("the local Actions cache service over v1 with *.blob.core.windows.net U
       expect(ops.filter((o) => o === "blob:GET 206").length).toBe(2); // 4 MiB segments
     } finally {
       await server.close();
-      for (const [n, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[n];
-        else process.env[n] = v;
-      }
+      restoreEnv();
       rmSync(root, { recursive: true, force: true });
     }
   });
