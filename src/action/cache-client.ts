@@ -25,13 +25,23 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type * as ActionsCacheModule from "@actions/cache";
+import { cacheServiceOf, ghesHost } from "./cache-service.js";
+import { lookupStreamed, type StreamLookup } from "./cache-stream.js";
 
-export const ARCHIVE_NAME = "hexclave-emulator-snapshot.hxsnap";
+/** The plain archive (its name is in the entry's version: a new one when the content changes form). */
+export const ARCHIVE_NAME = "hexclave-emulator-snapshot.plain.hxsnap";
 
 export interface CacheClient {
   isFeatureAvailable(): boolean;
   restoreCache(paths: string[], primaryKey: string, restoreKeys: string[]): Promise<string | undefined>;
   saveCache(paths: string[], key: string): Promise<number>;
+  /**
+   * The entry restoreCache would restore, to be streamed into its consumer
+   * with no copy on disk (cache-stream.ts). Optional: without it (a test's
+   * client) the caller uses restoreCache. Throws CACHE_PROTOCOL when the
+   * service's answer is not understood, so the caller falls back to restoreCache.
+   */
+  lookupStreamed?(paths: string[], primaryKey: string, restoreKeys: string[]): Promise<StreamLookup>;
 }
 
 type CacheModule = typeof ActionsCacheModule;
@@ -39,9 +49,9 @@ let cacheModule: Promise<CacheModule> | undefined;
 
 /**
  * @actions/cache (with the Azure SDK under it) is most of the bundle: it is
- * a chunk of its own, loaded on first use, so a step that never touches the
- * cache does not parse it, and the main step starts loading it before the
- * QEMU probe, whose wait then covers the parse.
+ * a chunk of its own, loaded on first use. A main step that resumes a
+ * streamed snapshot (cache-stream.ts) never parses it; saves, file restores
+ * and the image and apt entries load it when they start.
  */
 export const loadActionsCache = (): Promise<CacheModule> => (cacheModule ??= import("@actions/cache"));
 
@@ -64,6 +74,7 @@ export const actionsCache: CacheClient = {
       false,
     ),
   saveCache: async (paths, key) => (await loadActionsCache()).saveCache(paths, key, {}, false),
+  lookupStreamed: (paths, key, restoreKeys) => lookupStreamed(paths, key, restoreKeys, process.env),
 };
 
 /**
@@ -72,10 +83,7 @@ export const actionsCache: CacheClient = {
  * (configured by ACTIONS_CACHE_URL), else v2 (ACTIONS_RESULTS_URL). The
  * tests hold it to the real one.
  */
-export function cacheServiceAvailable(env: NodeJS.ProcessEnv): boolean {
-  const legacy = ghesHost(env.GITHUB_SERVER_URL) !== undefined || !env.ACTIONS_CACHE_SERVICE_V2;
-  return legacy ? Boolean(env.ACTIONS_CACHE_URL) : Boolean(env.ACTIONS_RESULTS_URL);
-}
+export const cacheServiceAvailable = (env: NodeJS.ProcessEnv): boolean => cacheServiceOf(env) !== undefined;
 
 export interface CacheMessage {
   kind: "warning" | "error" | "debug" | "info";
@@ -250,17 +258,4 @@ export function cacheServiceUnavailableReason(env: NodeJS.ProcessEnv): string {
     return `${head} (the cache client said so, although ${service} and ACTIONS_RUNTIME_TOKEN are set)`;
   }
   return `${head}: ${reasons.join("; ")}`;
-}
-
-/** GITHUB_SERVER_URL's host when it is a GitHub Enterprise Server (as @actions/cache's isGhes() decides), else undefined. */
-function ghesHost(serverUrl: string | undefined): string | undefined {
-  let host: string;
-  try {
-    host = new URL(serverUrl || "https://github.com").hostname;
-  } catch {
-    return undefined; // @actions/cache would throw here; not ours to decide
-  }
-  const upper = host.trimEnd().toUpperCase();
-  const hosted = upper === "GITHUB.COM" || upper.endsWith(".GHE.COM") || upper.endsWith(".LOCALHOST");
-  return hosted ? undefined : host;
 }

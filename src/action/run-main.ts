@@ -26,7 +26,7 @@ import {
   type EngineContext,
   type RotatedSecrets,
 } from "../engine/index.js";
-import { actionsCache, loadActionsCache, type CacheClient } from "./cache-client.js";
+import { actionsCache, type CacheClient } from "./cache-client.js";
 import { imageCacheKey, restoreImage } from "./image-cache.js";
 import { cacheKeyOf } from "./cache-key.js";
 import { describeOverride, environmentOverrides, fieldsOf } from "./env-overrides.js";
@@ -187,8 +187,6 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   const imagePath = located.kind === "ready" ? located.choice.path : located.path;
   const knownDigest = located.kind === "pending" ? located.sha256 : undefined;
   let config = emulatorConfig(inputs, dirs, { image: imagePath, qemuBinary: qemu.binary }, env, hostArch);
-  // Its parse overlaps the probe's wait for QEMU (see loadActionsCache).
-  if (downloads === actionsCache) void loadActionsCache().catch(() => undefined);
   // The host as the engine sees it (QEMU probed once; the snapshot key reuses it).
   const engineCtx = await log.step("accelerator", async () => {
     const ctx = await resolveContext(config, {}, { imageCheck: !fetching });

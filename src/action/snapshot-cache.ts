@@ -1,11 +1,17 @@
 /**
  * Snapshots through the GitHub Actions cache. The cache key is the engine's
  * snapshot key with a generation (see cache-key.ts); a restore asks for the
- * newest generation. The cached file is the engine's snapshot archive
- * (packSnapshot: sparse-aware, zstd), packed in the Action's cache
- * directory under a fixed relative name (see cache-client.ts: the entry's
- * version must not depend on where the runner keeps its temp directory);
- * unpackSnapshot verifies every checksum before publishing into the store.
+ * newest generation. The cached file is the engine's snapshot archive,
+ * sparse-aware and plain (packSnapshot, compression "none"), since
+ * @actions/cache's tar compresses it: compressed once. It is packed in the
+ * Action's cache directory under a fixed relative name (see cache-client.ts:
+ * the entry's version must not depend on where the runner keeps its temp
+ * directory). A restore streams the entry straight into the store
+ * (cache-stream.ts, unpackSnapshotStream): download, decompression and the
+ * store's writes overlap, and nothing is copied to disk first. Where the
+ * service's answer is not understood it falls back to restoreCache and
+ * unpackSnapshot of the file. Either way every checksum is verified before
+ * anything is published into the store.
  *
  * The cache is optional: a failing service is a warning and, for a restore,
  * a cold start that says it was an outage, not a miss. A save that loses the
@@ -14,7 +20,15 @@
  */
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { describeError, openSnapshotStore, packSnapshot, unpackSnapshot } from "../engine/index.js";
+import {
+  describeError,
+  EngineError,
+  openSnapshotStore,
+  packSnapshot,
+  unpackSnapshot,
+  unpackSnapshotStream,
+} from "../engine/index.js";
+import { DownloadError } from "./action-download.js";
 import {
   ARCHIVE_NAME,
   actionsCache,
@@ -66,6 +80,76 @@ export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutco
     return { kind: "unavailable", ms: ms(), reason };
   }
   const prefix = cacheKeyPrefix(opts.snapshotKey, opts.suffix);
+  const dest = join(opts.storeRoot, opts.snapshotKey);
+  if (client.lookupStreamed) {
+    const streamed = await restoreStreamed(client.lookupStreamed.bind(client), prefix, dest, opts.log);
+    if (streamed !== "fall-back") return { ...streamed, ms: ms() } as RestoreOutcome;
+  }
+  return restoreFromFile(client, prefix, dest, opts, ms);
+}
+
+type Timed<T> = T extends unknown ? Omit<T, "ms"> : never;
+
+/**
+ * The entry streamed into the store; "fall-back" when the service's answer
+ * is not one this client knows (CACHE_PROTOCOL), for restoreCache to try.
+ */
+async function restoreStreamed(
+  lookup: NonNullable<CacheClient["lookupStreamed"]>,
+  prefix: string,
+  dest: string,
+  log: Logger,
+): Promise<Timed<RestoreOutcome> | "fall-back"> {
+  let found;
+  const t0 = performance.now();
+  const since = (t: number) => `${Math.round(performance.now() - t)} ms`;
+  try {
+    // The primary key is the bare prefix, which no entry has: the prefix
+    // lookup then answers with the newest generation.
+    found = await lookup([ARCHIVE_NAME], prefix, [prefix]);
+  } catch (err) {
+    if (err instanceof EngineError && err.code === "CACHE_PROTOCOL") {
+      log.warn(`${describeError(err)}: restoring through @actions/cache instead`);
+      return "fall-back";
+    }
+    const reason = `the Actions cache service failed (${describeError(err)}): this is an outage, not a miss`;
+    log.warn(reason);
+    return { kind: "unavailable", reason };
+  }
+  if (found.kind === "not-readable") {
+    log.info(`cache restore skipped: the effective cache-mode '${found.mode}' does not permit reads`);
+    return { kind: "miss" };
+  }
+  const generation = found.kind === "hit" ? generationOf(found.key, prefix) : undefined;
+  if (found.kind === "miss" || generation === undefined) return { kind: "miss" };
+  const lookedUp = `lookup ${since(t0)}`;
+  const t1 = performance.now();
+  try {
+    const r = await found.stream((data) => unpackSnapshotStream(data, dest, { label: found.key }));
+    log.info(
+      `restored ${found.key} streamed: ${mib(r.stats.compressedBytes)} archive, ${mib(r.stats.dataBytes)} data, verified (${lookedUp}, download and unpack ${since(t1)})`,
+    );
+    return { kind: "restored", bytes: r.stats.compressedBytes, key: found.key, generation };
+  } catch (err) {
+    if (err instanceof DownloadError) {
+      const reason = `the download of ${found.key} failed (${describeError(err)}): this is an outage, not a miss`;
+      log.warn(reason);
+      return { kind: "unavailable", reason };
+    }
+    const reason = `the cached snapshot ${found.key} is unusable: ${describeError(err)}`;
+    log.warn(reason);
+    return { kind: "corrupt", reason, key: found.key, generation };
+  }
+}
+
+/** restoreCache into the Action's cache directory, then unpackSnapshot of the file. */
+async function restoreFromFile(
+  client: CacheClient,
+  prefix: string,
+  dest: string,
+  opts: CacheLocation,
+  ms: () => number,
+): Promise<RestoreOutcome> {
   const archive = join(opts.dir, ARCHIVE_NAME);
   mkdirSync(opts.dir, { recursive: true });
   rmSync(archive, { force: true });
@@ -73,8 +157,6 @@ export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutco
     let matched: string | undefined;
     let failure: string | undefined;
     try {
-      // The primary key is the bare prefix, which no entry has: the prefix
-      // lookup then answers with the newest generation.
       const r = await callCache(opts.dir, () => client.restoreCache([ARCHIVE_NAME], prefix, [prefix]));
       matched = r.value;
       failure = restoreFailure(r.messages);
@@ -91,7 +173,7 @@ export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutco
     let bytes = 0;
     try {
       bytes = statSync(archive).size;
-      await unpackSnapshot(archive, join(opts.storeRoot, opts.snapshotKey));
+      await unpackSnapshot(archive, dest);
     } catch (err) {
       const reason = `the cached snapshot ${matched} is unusable: ${describeError(err)}`;
       opts.log.warn(reason);
@@ -127,12 +209,13 @@ export async function saveSnapshot(opts: CacheLocation & { generation: number })
   try {
     let packed;
     try {
-      packed = await packSnapshot(snapshot.dir, archive);
+      // Plain: @actions/cache's tar compresses it (see the file comment).
+      packed = await packSnapshot(snapshot.dir, archive, { compression: "none" });
     } catch (err) {
       return notSaved(`packing failed: ${describeError(err)}`, false);
     }
     opts.log.info(
-      `packed ${opts.snapshotKey}: ${mib(packed.apparentBytes)} apparent, ${mib(packed.dataBytes)} data, ${mib(packed.compressedBytes)} archive in ${(packed.ms / 1000).toFixed(1)} s`,
+      `packed ${opts.snapshotKey}: ${mib(packed.apparentBytes)} apparent, ${mib(packed.dataBytes)} data in ${(packed.ms / 1000).toFixed(1)} s`,
     );
     let entryId: number;
     let messages;

@@ -40,11 +40,14 @@ export {
   openSnapshotStore,
   packSnapshot,
   unpackSnapshot,
+  unpackSnapshotStream,
   type PublishedSnapshot,
   type SnapshotStore,
   type Usability,
 } from "./snapshot/index.js";
 export { sha256File } from "./snapshot/hash.js";
+// A zstd stream decompressor, for compressed bytes off the network (the Action's cache entries).
+export { zstdDecompressStream, type ZstdStreamDecompressor } from "./snapshot/zstd.js";
 export { seedImageDigest } from "./snapshot/image-digest.js";
 // The node store's size (the agent's metric) and its clean-up to a budget.
 export { storeUsage, type StoreUsage, type SnapshotUsage } from "./snapshot/usage.js";

@@ -97,8 +97,10 @@ describe("cache calls at once", () => {
     };
     let snapshotEntered!: () => void;
     const inSnapshot = new Promise<void>((resolve) => (snapshotEntered = resolve));
+    // Through restoreCache (no streamed lookup): two calls in the directory at once.
     const signalling: CacheClient = {
-      ...actionsCache,
+      isFeatureAvailable: actionsCache.isFeatureAvailable,
+      saveCache: actionsCache.saveCache,
       restoreCache: (...args) => {
         snapshotEntered();
         return actionsCache.restoreCache(...args);

@@ -8,7 +8,7 @@
  * runner implementations). And what the Action says when neither is there.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { open, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import {
   type CacheClient,
 } from "../../src/action/cache-client.js";
 import { cacheKeyOf, cacheKeyPrefix, generationOf } from "../../src/action/cache-key.js";
+import { CacheError } from "../../src/action/cache-stream.js";
 import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore, packSnapshot } from "../../src/engine/snapshot/index.js";
 import { saveEnv } from "../support/env.js";
@@ -117,6 +118,9 @@ describe.each(PROTOCOLS)("the snapshot cache adapter over cache protocol %s", (p
     const r = await restoreSnapshot(at("elsewhere/deeper", second, log));
     expect(r).toMatchObject({ kind: "restored", generation: 1, key: `hexclave-emulator-v2-${KEY}-g1` });
     expect(process.env.GITHUB_WORKSPACE).toBe(workspace);
+    // Streamed into the store: no archive (nor @actions/cache's tar) was written on the runner.
+    expect(lines.info.join("\n")).toMatch(/restored \S+-g1 streamed/);
+    expect(readdirSync(join(root, "elsewhere/deeper", "_temp"))).toEqual([]);
     const snap = await openSnapshotStore(second).lookup(KEY);
     expect(snap).toBeDefined();
     expect(await openSnapshotStore(second).verify(snap!, { deep: true })).toBeUndefined();
@@ -127,6 +131,37 @@ describe.each(PROTOCOLS)("the snapshot cache adapter over cache protocol %s", (p
     const versions = new Set(server.entries.map((e) => e.version));
     expect(versions.size).toBe(1);
     expect(ARCHIVE_NAME).not.toContain("/");
+  });
+
+  it("falls back to restoreCache and the archive file when the service's lookup answer is not understood", async () => {
+    const { log, lines } = logger();
+    const confused: CacheClient = {
+      ...actionsCache,
+      lookupStreamed: () =>
+        Promise.reject(new CacheError("CACHE_PROTOCOL", "the service answered 418", false)),
+    };
+    const store = join(root, "store-fallback");
+    const r = await restoreSnapshot(at("runner-fallback", store, log, { client: confused }));
+    expect(r).toMatchObject({ kind: "restored", generation: 1 });
+    expect(lines.warn.join("\n")).toContain("the service answered 418");
+    expect(lines.warn.join("\n")).toContain("restoring through @actions/cache instead");
+    const snap = await openSnapshotStore(store).lookup(KEY);
+    expect(await openSnapshotStore(store).verify(snap!, { deep: true })).toBeUndefined();
+  });
+
+  it("says a download of the entry that fails is an outage, and publishes nothing", async () => {
+    const { log, lines } = logger();
+    const store = join(root, "store-blob-refused");
+    // The signed URL refused (a SAS gone stale): not retried.
+    server.fail = { blob: 403 };
+    try {
+      const r = await restoreSnapshot(at("runner-blob", store, log));
+      expect(r.kind).toBe("unavailable");
+    } finally {
+      server.fail = {};
+    }
+    expect(lines.warn.join("\n")).toMatch(/the download of \S+ failed .*403.*outage, not a miss/);
+    expect(await openSnapshotStore(store).lookup(KEY)).toBeUndefined();
   });
 
   it("does not ask the service when the store already has the snapshot", async () => {
@@ -167,7 +202,7 @@ describe.each(PROTOCOLS)("the snapshot cache adapter over cache protocol %s", (p
     const { dir } = runner("runner-c");
     mkdirSync(dir, { recursive: true });
     const archive = join(dir, ARCHIVE_NAME);
-    await packSnapshot(join(root, "store-1", KEY), archive);
+    await packSnapshot(join(root, "store-1", KEY), archive, { compression: "none" });
     const good = readFileSync(archive);
     const bytes = Buffer.from(good);
     bytes.fill(0x5a, Math.floor(bytes.length / 2), Math.floor(bytes.length / 2) + 4096);

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { open, readFile, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +18,7 @@ import { digestBuffer } from "../../src/engine/snapshot/digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "../../src/engine/snapshot/key.js";
 import type { SnapshotKeyParts } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore } from "../../src/engine/snapshot/store.js";
-import { packSnapshot, unpackSnapshot } from "../../src/engine/snapshot/transport.js";
+import { packSnapshot, unpackSnapshot, unpackSnapshotStream } from "../../src/engine/snapshot/transport.js";
 import { SnapshotCorruptError } from "../../src/engine/snapshot/verify.js";
 import { NEEDS_SEEK, seekDataWorks as probeSeekData } from "../support/seek-data.js";
 
@@ -190,6 +190,61 @@ describe("snapshot transport", () => {
     const packed = await packSnapshot(snap.dir, join(base, "snap.hxs.zst"), { level: 1 });
     expect(packed.holeMap).toBe("seek");
     expect(packed.readBytes).toBeLessThan(8 * MiB);
+  });
+
+  it("packs plain (compression none) for a carrier that compresses, and unpacks that from a file or a stream", async () => {
+    const { base, snap, dest } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.plain");
+    const packed = await packSnapshot(snap.dir, archive, { compression: "none" });
+    // The framing's own size: the data and a few bytes per extent, no compression.
+    expect(packed.compressedBytes).toBe((await stat(archive)).size);
+    expect(packed.compressedBytes).toBeGreaterThan(packed.dataBytes);
+    expect(packed.compressedBytes).toBeLessThan(packed.dataBytes + 64 * 1024);
+
+    const fromFile = await unpackSnapshot(archive, dest);
+    expect(fromFile.snapshot.manifest).toEqual(snap.manifest);
+    const streamed = join(base, "c", snap.key);
+    const fromStream = await unpackSnapshotStream(
+      createReadStream(archive, { highWaterMark: 65_536 }),
+      streamed,
+      {
+        label: "the test's stream",
+      },
+    );
+    expect(fromStream.stats).toMatchObject({
+      dataBytes: packed.dataBytes,
+      compressedBytes: packed.compressedBytes,
+    });
+    for (const f of snap.manifest.files) expect(await digestOf(join(streamed, f.name))).toBe(f.digest);
+    expect(
+      await openSnapshotStore(join(base, "c")).verify(fromStream.snapshot, { deep: true }),
+    ).toBeUndefined();
+  });
+
+  it("publishes nothing from a stream that breaks off, and rethrows the stream's own error", async () => {
+    const { base, snap } = await publishedSnapshot(SMALL);
+    const archive = join(base, "snap.plain");
+    await packSnapshot(snap.dir, archive, { compression: "none" });
+    const whole = await readFile(archive);
+    const broken = new Error("the download broke off (test)");
+    async function* halfThenFail() {
+      yield whole.subarray(0, whole.length / 2);
+      throw broken;
+    }
+    const dest = join(base, "d", snap.key);
+    const err = await unpackSnapshotStream(halfThenFail(), dest, { label: "x" }).catch((e: unknown) => e);
+    expect(err).toBe(broken);
+    expectNothingLeft(dest);
+
+    // Cut short without an error: the archive's own framing says so.
+    async function* half() {
+      yield whole.subarray(0, whole.length / 2);
+    }
+    const cut = await failure(unpackSnapshotStream(half(), dest, { label: "the cut stream" }));
+    expect(cut.code).toBe("SNAPSHOT_ARCHIVE_INVALID");
+    expect(cut.message).toContain("the cut stream");
+    expect(cut.message).toContain("ends early");
+    expectNothingLeft(dest);
   });
 
   it("produces the same snapshot when the holes are found by reading every byte", async () => {

@@ -1,18 +1,29 @@
 /**
  * What a QEMU binary can do, learned from the binary itself: its version,
  * versioned machine types, migration capabilities and whether KVM works.
- * QEMU is started with `-machine none` and asked over QMP; the answer is
- * cached per binary (path, size, mtime and its --version line), since a
- * wrapper script's own stat does not change when the QEMU behind it does.
+ * QEMU is started with `-machine none` and asked over QMP, while
+ * `-accel help` and `-L help` run beside it; the answer is cached per binary
+ * (path, size, mtime and its --version line), since a wrapper script's own
+ * stat does not change when the QEMU behind it does.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { EngineError } from "../errors.js";
 import { run, spawnDetached } from "../exec.js";
 import { QmpClient } from "../qemu/qmp.js";
-import { QmpCommandError } from "../qemu/protocol-errors.js";
+import { QmpCommandError, QmpTimeoutError } from "../qemu/protocol-errors.js";
 import type { Accelerator, Arch } from "../qemu/argv.js";
 import { cpuFingerprint } from "./host.js";
 
@@ -115,25 +126,98 @@ function cacheFile(cacheDir: string, binary: string, versionLine: string): strin
   return join(cacheDir, `qemu-probe-${id}.json`);
 }
 
+/** The cached answer in `path`, if it holds one. */
+function readCached(path: string): { probe: QemuProbe } | undefined {
+  try {
+    return { probe: JSON.parse(readFileSync(path, "utf8")) as QemuProbe };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether cacheDir holds an answer for this path, whatever its version and
+ * kvm flag (those hide in the name's hash). A guess: a wrong one costs time,
+ * never a different answer, as the lookup itself still decides.
+ */
+function mayBeCached(cacheDir: string, binary: string): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(cacheDir);
+  } catch {
+    return false;
+  }
+  return names.some(
+    (n) =>
+      /^qemu-probe-[0-9a-f]{24}\.json$/.test(n) &&
+      (readCached(join(cacheDir, n))?.probe as { binary?: unknown } | null | undefined)?.binary === binary,
+  );
+}
+
 export async function probeQemu(
   binary: string,
   opts: { cacheDir: string; tryKvm: boolean },
 ): Promise<QemuProbe> {
-  const versionLine = (await run(binary, ["--version"], { timeoutMs: 15_000 })).stdout.split("\n")[0] ?? "";
-  const cached = cacheFile(opts.cacheDir, binary, `${versionLine}|kvm=${opts.tryKvm}`);
+  // When the lookup cannot hit, the live probe need not wait for --version;
+  // it is cancelled if --version fails or the lookup hits after all.
+  const early = mayBeCached(opts.cacheDir, binary) ? undefined : startLive(binary, opts.tryKvm);
+  let cached: string;
   try {
-    return JSON.parse(readFileSync(cached, "utf8")) as QemuProbe;
-  } catch {
-    /* probe below */
+    const versionLine = (await run(binary, ["--version"], { timeoutMs: 15_000 })).stdout.split("\n")[0] ?? "";
+    cached = cacheFile(opts.cacheDir, binary, `${versionLine}|kvm=${opts.tryKvm}`);
+    const hit = readCached(cached);
+    if (hit) {
+      await early?.cancel();
+      return hit.probe;
+    }
+  } catch (err) {
+    await early?.cancel();
+    throw err;
   }
-  const probe = await probeLive(binary, opts.tryKvm);
+  const probe = await (early ?? startLive(binary, opts.tryKvm)).result;
   mkdirSync(opts.cacheDir, { recursive: true });
   writeFileSync(`${cached}.tmp`, JSON.stringify(probe));
   renameSync(`${cached}.tmp`, cached);
   return probe;
 }
 
-async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
+interface LiveProbe {
+  /** Never an unhandled rejection, whether awaited or not. */
+  result: Promise<QemuProbe>;
+  /** Kills the QEMU if it still runs and waits for the probe to end; never rejects. */
+  cancel(): Promise<void>;
+}
+
+/** Starts QEMU and the plain runs now; every failure surfaces through `result`. */
+function startLive(binary: string, tryKvm: boolean): LiveProbe {
+  let running: number | undefined;
+  const result = probeLive(binary, tryKvm, (pid) => (running = pid));
+  result.catch(() => undefined);
+  return {
+    result,
+    async cancel() {
+      if (running !== undefined) kill(running);
+      await result.catch(() => undefined);
+    },
+  };
+}
+
+/** SIGKILL to one pid; not to a failed launch's -1, which means every process. */
+function kill(pid: number): void {
+  if (pid <= 0) return;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    /* exited */
+  }
+}
+
+async function probeLive(
+  binary: string,
+  tryKvm: boolean,
+  /** Told QEMU's pid once started, undefined once the probe ends. */
+  onPid: (pid: number | undefined) => void,
+): Promise<QemuProbe> {
   const dir = mkdtempSync(join(tmpdir(), "hxe-probe-"));
   const sock = join(dir, "qmp.sock");
   const accel = tryKvm ? ["-accel", "kvm", "-accel", "tcg"] : ["-accel", "tcg"];
@@ -151,9 +235,21 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
     ],
     join(dir, "qemu.log"),
   );
+  onPid(proc.pid);
+  // Beside the live QEMU; awaited after the QMP queries, so a QMP failure
+  // still wins, and handled now so it leaves no unhandled rejection.
+  const acceleratorsRun = run(binary, ["-accel", "help"], { timeoutMs: 15_000 });
+  acceleratorsRun.catch(() => undefined);
+  const dataDirsRun = qemuDataDirs(binary);
+  let exited = false;
+  const onExit = () => void (exited = true);
+  proc.exited.then(onExit, onExit);
   try {
+    // After an exit the connect side never settles; the exit side rejects.
     const qmp = await Promise.race([
-      QmpClient.connect(sock, { timeoutMs: 15_000 }),
+      socketCreated(sock, () => exited).then((created) =>
+        created ? QmpClient.connect(sock, { timeoutMs: 15_000 }) : new Promise<never>(() => undefined),
+      ),
       proc.exited.then(() => {
         throw new EngineError("QEMU_PROBE_FAILED", `${binary} exited while being probed: ${readLog(dir)}`, {
           hint: "run it by hand with -machine none to see why",
@@ -169,13 +265,13 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
       const caps = (await qmp.queryMigrateCapabilities()).map((c) => c.capability);
       const kvm = await qmp.queryKvm();
       const vmgenid = await hasDevice(qmp, "vmgenid");
-      const accelerators = (await run(binary, ["-accel", "help"], { timeoutMs: 15_000 })).stdout
+      const accelerators = (await acceleratorsRun).stdout
         .split("\n")
         .slice(1)
         .map((l) => l.trim())
         .filter(Boolean);
       const { major, minor, micro } = version.qemu;
-      const dataDirs = await qemuDataDirs(binary);
+      const dataDirs = await dataDirsRun;
       return {
         binary,
         version: { major, minor, micro },
@@ -193,13 +289,25 @@ async function probeLive(binary: string, tryKvm: boolean): Promise<QemuProbe> {
       qmp.close();
     }
   } finally {
-    try {
-      process.kill(proc.pid, "SIGKILL");
-    } catch {
-      /* exited */
-    }
+    onPid(undefined);
+    kill(proc.pid);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits until QEMU has created its QMP socket (true) or has exited (false).
+ * QmpClient.connect alone would retry for its whole timeout after an exit,
+ * holding the event loop open.
+ */
+async function socketCreated(sock: string, exited: () => boolean): Promise<boolean> {
+  const deadline = performance.now() + 15_000;
+  while (!existsSync(sock)) {
+    if (exited()) return false;
+    if (performance.now() >= deadline) throw new QmpTimeoutError(`QMP connect on ${sock}`, 15_000);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
 }
 
 /**

@@ -58,6 +58,10 @@ export function encodeTrailer(fileCount: number, totalDataBytes: number): Buffer
   return b;
 }
 
+/** The archive's first bytes are the framing's own (packed with compression "none"), not zstd's. */
+export const isPlainArchive = (head: Buffer): boolean =>
+  head.length >= MAGIC.length && head.subarray(0, MAGIC.length).equals(MAGIC);
+
 /** What the reader yields, in stream order. `data` pieces of one extent arrive in order. */
 export type ArchiveEvent =
   | { type: "file"; name: string; apparentSize: number }

@@ -35,5 +35,5 @@ export type { FileDigest } from "./digest.js";
 export { SnapshotCorruptError } from "./verify.js";
 export type { FileProblem, VerifyOptions } from "./verify.js";
 export type { LockHolder } from "./lock.js";
-export { packSnapshot, unpackSnapshot } from "./transport.js";
+export { packSnapshot, unpackSnapshot, unpackSnapshotStream } from "./transport.js";
 export type { PackOptions, PackStats, TransportStats, UnpackOptions, UnpackResult } from "./transport.js";

@@ -1,4 +1,5 @@
-/** Packing a published snapshot into one zstd stream (transport.ts has the overview). */
+/** Packing a published snapshot into one archive, zstd or plain (transport.ts has the overview). */
+import { createWriteStream } from "node:fs";
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -24,7 +25,7 @@ export interface TransportStats {
   apparentBytes: number;
   /** Bytes of non-zero data actually carried. */
   dataBytes: number;
-  /** Size of the archive. */
+  /** Size of the archive (the framing's own size when it is not compressed). */
   compressedBytes: number;
   ms: number;
 }
@@ -37,6 +38,12 @@ export interface PackStats extends TransportStats {
 }
 
 export interface PackOptions {
+  /**
+   * "zstd" (default) for a file that travels as it is; "none" when the
+   * carrier compresses it anyway (the Actions cache does), so it is
+   * compressed once and can be unpacked from the carrier's stream.
+   */
+  compression?: "zstd" | "none";
   /** zstd level, 1-3 are the fast ones (default 3). */
   level?: number;
   /** zstd worker threads, 0 = one per core (default). */
@@ -104,25 +111,9 @@ export async function packSnapshot(
     yield encodeTrailer(names.length, stats.dataBytes);
   }
 
-  const z = zstdCompress(tmp, { level: options.level ?? 3, threads: options.threads ?? 0 });
   try {
-    const fed = pipeline(Readable.from(frames()), z.stdin).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    const [feedError, result] = await Promise.all([fed, z.done]);
-    if (feedError instanceof EngineError) throw feedError;
-    if (!result.ok) {
-      throw new EngineError("ZSTD_FAILED", `zstd could not compress ${snapshotDir}: ${result.message}`, {
-        hint: "check free space where the archive is written",
-      });
-    }
-    if (feedError) {
-      throw new EngineError("SNAPSHOT_PACK_FAILED", `packing ${snapshotDir} failed: ${String(feedError)}`, {
-        hint: "the snapshot changed or became unreadable while it was packed: verify it",
-        cause: feedError,
-      });
-    }
+    if (options.compression === "none") await writePlain(frames(), tmp, snapshotDir);
+    else await writeZstd(frames(), tmp, snapshotDir, options);
     stats.compressedBytes = (await stat(tmp)).size;
     await rename(tmp, outFile);
   } catch (err) {
@@ -131,6 +122,43 @@ export async function packSnapshot(
   }
   stats.ms = Math.round(performance.now() - started);
   return stats;
+}
+
+async function writeZstd(
+  frames: AsyncIterable<Buffer>,
+  tmp: string,
+  snapshotDir: string,
+  options: PackOptions,
+): Promise<void> {
+  const z = zstdCompress(tmp, { level: options.level ?? 3, threads: options.threads ?? 0 });
+  const fed = pipeline(Readable.from(frames), z.stdin).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  const [feedError, result] = await Promise.all([fed, z.done]);
+  if (feedError instanceof EngineError) throw feedError;
+  if (!result.ok) {
+    throw new EngineError("ZSTD_FAILED", `zstd could not compress ${snapshotDir}: ${result.message}`, {
+      hint: "check free space where the archive is written",
+    });
+  }
+  if (feedError) throw packFailed(snapshotDir, feedError);
+}
+
+async function writePlain(frames: AsyncIterable<Buffer>, tmp: string, snapshotDir: string): Promise<void> {
+  try {
+    await pipeline(Readable.from(frames), createWriteStream(tmp, { flags: "wx" }));
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    throw packFailed(snapshotDir, err);
+  }
+}
+
+function packFailed(snapshotDir: string, cause: unknown): EngineError {
+  return new EngineError("SNAPSHOT_PACK_FAILED", `packing ${snapshotDir} failed: ${String(cause)}`, {
+    hint: "the snapshot changed or became unreadable while it was packed, or the archive's disk is full: verify it",
+    cause,
+  });
 }
 
 async function readPublishedManifest(dir: string): Promise<SnapshotManifest> {

@@ -3,7 +3,10 @@
  *
  * packSnapshot (pack.ts) writes manifest.json and every manifest file as one
  * zstd stream (`zstd -T0 -3`, fed through a pipe: nothing is held whole in
- * memory) with the holes left out: only the data ranges the file system
+ * memory), or plain with compression "none" for a carrier that compresses
+ * it anyway (the Action's cache entries: compressed once, and unpacked
+ * straight from the download by unpackSnapshotStream), with the holes left
+ * out: only the data ranges the file system
  * reports (SEEK_DATA/SEEK_HOLE, holes.ts) are read, and all-zero pages within
  * them are dropped too (sparse.ts).
  * unpackSnapshot (unpack.ts) takes the destination's store lock, recreates
@@ -27,9 +30,10 @@
  * offset order (each at most 1 MiB); everything between them is a hole. Each
  * extent's (offset, length) comes right before its data rather than as a list
  * up front, so packing is one pass over each file. zstd's frame checksum
- * catches corrupted bytes; the trailer catches a stream cut short.
+ * (the carrier's, for a plain archive) catches corrupted bytes, the content
+ * digests catch anything else, and the trailer catches a stream cut short.
  */
 export { packSnapshot } from "./pack.js";
 export type { PackOptions, PackStats, TransportStats } from "./pack.js";
-export { unpackSnapshot } from "./unpack.js";
+export { unpackSnapshot, unpackSnapshotStream } from "./unpack.js";
 export type { UnpackOptions, UnpackResult } from "./unpack.js";

@@ -1,9 +1,10 @@
 /** Unpacking an archive into a store, verified before it is published (transport.ts has the overview). */
+import { createReadStream } from "node:fs";
 import { open, readFile, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { EngineError } from "../errors.js";
-import { ArchiveFormatError, readArchive } from "./archive-format.js";
+import { ArchiveFormatError, isPlainArchive, readArchive } from "./archive-format.js";
 import type { ArchiveEvent } from "./archive-format.js";
 import { ContentDigest } from "./digest.js";
 import { isErrno } from "./durable.js";
@@ -29,7 +30,8 @@ export interface UnpackResult {
  * Unpack into `destDir` = `<store root>/<key>`: through a store writer (lock,
  * hidden temporary dir), verified deep against the unpacked manifest, then
  * published. Any failure leaves nothing at destDir; a bad archive throws
- * SNAPSHOT_ARCHIVE_INVALID.
+ * SNAPSHOT_ARCHIVE_INVALID. The archive is zstd or plain (packed with
+ * compression "none"): its first bytes say which.
  */
 export async function unpackSnapshot(
   archive: string,
@@ -37,16 +39,68 @@ export async function unpackSnapshot(
   options: UnpackOptions = {},
 ): Promise<UnpackResult> {
   const started = performance.now();
-  const compressedBytes = await stat(archive).then(
-    (s) => s.size,
+  const { size, head } = await stat(archive).then(
+    async (s) => ({ size: s.size, head: await readHead(archive) }),
     (err: unknown) => {
       throw invalidArchive(archive, isErrno(err, "ENOENT") ? "it does not exist" : String(err), err);
     },
   );
+  const extract = isPlainArchive(head) ? extractPlain : extractZstd;
+  return unpackWith(archive, destDir, options, started, size, (dir) => extract(archive, dir));
+}
+
+/**
+ * Unpack a plain archive (packed with compression "none") as it arrives, as
+ * unpackSnapshot does a file: nothing is published unless all of it came and
+ * verified. An error thrown by `source` itself (a download that broke off) is
+ * rethrown as it is, so the caller can tell its transport from a bad archive.
+ */
+export async function unpackSnapshotStream(
+  source: AsyncIterable<Buffer>,
+  destDir: string,
+  options: UnpackOptions & { label: string },
+): Promise<UnpackResult> {
+  const started = performance.now();
+  let bytes = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source) {
+        bytes += chunk.length;
+        yield chunk;
+      }
+    } catch (err) {
+      throw new SourceFailure(err);
+    }
+  }
+  try {
+    const r = await unpackWith(options.label, destDir, options, started, 0, (dir) =>
+      extractEvents(options.label, readArchive(counted()), dir),
+    );
+    return { ...r, stats: { ...r.stats, compressedBytes: bytes } };
+  } catch (err) {
+    throw err instanceof SourceFailure ? err.cause : err;
+  }
+}
+
+/** Wraps an error of the bytes' source, to be told apart from one of the archive or the store. */
+class SourceFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super(String(cause));
+  }
+}
+
+async function unpackWith(
+  archive: string,
+  destDir: string,
+  options: UnpackOptions,
+  started: number,
+  compressedBytes: number,
+  extract: (dir: string) => Promise<Extracted>,
+): Promise<UnpackResult> {
   const store = openSnapshotStore(dirname(destDir), options.onEvent ? { onEvent: options.onEvent } : {});
   const writer = await store.begin(basename(destDir), { force: options.force ?? false });
   try {
-    const { digests, ...extracted } = await extract(archive, writer.dir);
+    const { digests, ...extracted } = await extract(writer.dir);
     const extractMs = performance.now() - started;
     const manifest = parseManifest(await readFile(writer.path(MANIFEST_FILE), "utf8").catch(() => ""));
     if (manifest instanceof EngineError) throw invalidArchive(archive, manifest.message, manifest);
@@ -77,13 +131,24 @@ export async function unpackSnapshot(
   }
 }
 
+async function readHead(file: string): Promise<Buffer> {
+  const fh = await open(file, "r");
+  try {
+    const b = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(b, 0, 8, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 const CONTENT_ERRORS = new Set(["SNAPSHOT_CORRUPT", "SNAPSHOT_KEY_MISMATCH", "SNAPSHOT_PUBLISH_INVALID"]);
 
 type ExtractStats = Pick<TransportStats, "files" | "apparentBytes" | "dataBytes">;
 /** `digests`: every extracted file but manifest.json, computed from the bytes written. */
 type Extracted = ExtractStats & { digests: Map<string, string> };
 
-async function extract(archive: string, dir: string): Promise<Extracted> {
+async function extractZstd(archive: string, dir: string): Promise<Extracted> {
   let z;
   try {
     z = zstdDecompress(archive);
@@ -100,18 +165,39 @@ async function extract(archive: string, dir: string): Promise<Extracted> {
     z.stop();
   }
   const result = await z.done;
-  if (parseError !== undefined && !(parseError instanceof ArchiveFormatError)) {
-    throw new EngineError("SNAPSHOT_UNPACK_FAILED", `unpacking ${archive} failed: ${String(parseError)}`, {
-      hint: "check free space and permissions of the snapshot store",
-      cause: parseError,
-    });
-  }
+  if (parseError !== undefined && !(parseError instanceof ArchiveFormatError))
+    throw unpackFailed(archive, parseError);
   // zstd's own complaint ("Data corruption detected", "unsupported format") is the real cause of a
   // stream that ended early or turned to garbage.
   if (result.complained) throw invalidArchive(archive, `zstd: ${result.message}`);
   if (parseError instanceof ArchiveFormatError) throw invalidArchive(archive, parseError.message, parseError);
   if (!result.ok || !stats) throw invalidArchive(archive, `zstd: ${result.message}`);
   return stats;
+}
+
+/** Read in 1 MiB pieces: the parser and the writes see few, large chunks. */
+const extractPlain = (archive: string, dir: string): Promise<Extracted> =>
+  extractEvents(archive, readArchive(createReadStream(archive, { highWaterMark: 1 << 20 })), dir);
+
+async function extractEvents(
+  archive: string,
+  events: AsyncIterable<ArchiveEvent>,
+  dir: string,
+): Promise<Extracted> {
+  try {
+    return await writeFiles(events, dir);
+  } catch (err) {
+    if (err instanceof SourceFailure) throw err;
+    if (err instanceof ArchiveFormatError) throw invalidArchive(archive, err.message, err);
+    throw unpackFailed(archive, err);
+  }
+}
+
+function unpackFailed(archive: string, cause: unknown): EngineError {
+  return new EngineError("SNAPSHOT_UNPACK_FAILED", `unpacking ${archive} failed: ${String(cause)}`, {
+    hint: "check free space and permissions of the snapshot store",
+    cause,
+  });
 }
 
 /** Every file of the archive, in stream order (see ExtractedFile). */

@@ -63,6 +63,30 @@ export function zstdDecompress(archive: string): ZstdDecompressor {
   return { stdout: sub.stdout, stop, done: sub.then(outcome) };
 }
 
+export interface ZstdStreamDecompressor extends ZstdDecompressor {
+  stdin: Writable;
+}
+
+/**
+ * `zstd -d` from stdin to stdout: for compressed bytes that arrive over the
+ * network (an Actions cache entry), decompressed as they come.
+ */
+export function zstdDecompressStream(): ZstdStreamDecompressor {
+  const sub = execa("zstd", ["-q", "-d", "-c"], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: { stdout: false, stderr: true },
+    reject: false,
+  });
+  const stop = (): void => {
+    if (!sub.stdout.readableEnded) sub.kill();
+    sub.stdin.destroy();
+    sub.stdout.destroy();
+  };
+  return { stdin: sub.stdin, stdout: sub.stdout, stop, done: sub.then(outcome) };
+}
+
 function outcome(r: {
   failed: boolean;
   code?: string;
