@@ -48,19 +48,8 @@ export function zstdCompress(
  * path is resolved first because zstd ignores an input that is a symlink.
  */
 export function zstdDecompress(archive: string): ZstdDecompressor {
-  const sub = execa("zstd", ["-q", "-d", "-c", "--", realpathSync(archive)], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    buffer: { stdout: false, stderr: true },
-    reject: false,
-  });
-  const stop = (): void => {
-    // After end of output zstd is exiting by itself; a signal then would only blur its exit status.
-    if (!sub.stdout.readableEnded) sub.kill();
-    sub.stdout.destroy();
-  };
-  return { stdout: sub.stdout, stop, done: sub.then(outcome) };
+  const { stdout, stop, done } = decompressing(["--", realpathSync(archive)]);
+  return { stdout, stop, done };
 }
 
 export interface ZstdStreamDecompressor extends ZstdDecompressor {
@@ -71,20 +60,24 @@ export interface ZstdStreamDecompressor extends ZstdDecompressor {
  * `zstd -d` from stdin to stdout: for compressed bytes that arrive over the
  * network (an Actions cache entry), decompressed as they come.
  */
-export function zstdDecompressStream(): ZstdStreamDecompressor {
-  const sub = execa("zstd", ["-q", "-d", "-c"], {
-    stdin: "pipe",
+export const zstdDecompressStream = (): ZstdStreamDecompressor => decompressing([]);
+
+/** `zstd -d -c` of `input` (none: stdin, a pipe the caller feeds). */
+function decompressing(input: string[]): ZstdStreamDecompressor {
+  const sub = execa("zstd", ["-q", "-d", "-c", ...input], {
+    stdin: input.length > 0 ? "ignore" : "pipe",
     stdout: "pipe",
     stderr: "pipe",
     buffer: { stdout: false, stderr: true },
     reject: false,
   });
   const stop = (): void => {
+    // After end of output zstd is exiting by itself; a signal then would only blur its exit status.
     if (!sub.stdout.readableEnded) sub.kill();
-    sub.stdin.destroy();
+    sub.stdin?.destroy();
     sub.stdout.destroy();
   };
-  return { stdin: sub.stdin, stdout: sub.stdout, stop, done: sub.then(outcome) };
+  return { stdin: sub.stdin as Writable, stdout: sub.stdout, stop, done: sub.then(outcome) };
 }
 
 function outcome(r: {
