@@ -12,9 +12,10 @@
  * same paths (cacheVersion; a test holds it to the real getCacheVersion, and
  * the round trips run against saves made by the real saveCache). Saving
  * stays with saveCache. Then the entry's blob is fetched in ranges, a few at
- * a time and handed on in order, through the decompressor, and its tar's one
- * member goes to the consumer as it arrives: download, decompression and the
- * consumer's writes overlap instead of following one another.
+ * a time and handed on in order, through the decompressor, and each of its
+ * tar's members (the saved paths) goes to the consumer as it arrives:
+ * download, decompression and the consumer's writes overlap instead of
+ * following one another.
  *
  * Errors are closed: CACHE_UNAVAILABLE is an outage (network, 5xx, a refused
  * token: @actions/cache would fail too); CACHE_PROTOCOL is an answer this
@@ -356,24 +357,24 @@ const broke = (got: Got, err: unknown) =>
 
 export interface StreamedEntry {
   url: string;
-  /** The tar member to hand on: the path given to saveCache. */
-  member: string;
+  /** The tar's members, each to be handed on once: the paths given to saveCache. */
+  members: readonly string[];
   compression: Compression;
   ranges?: RangeOptions | undefined;
 }
 
+/** Takes one member's bytes as they arrive; it is done with them when it resolves. */
+export type MemberConsumer = (member: string, data: AsyncIterable<Buffer>) => Promise<void>;
+
 /**
- * Fetch, decompress and untar the entry at `entry.url`, handing its one
- * member to `consume` as it arrives. Resolves with what `consume` resolved
- * with; rejects with the first cause: the download's DownloadError (an
- * outage), CACHE_ENTRY_INVALID (not a tar of that member, or bytes the
- * decompressor refuses), or `consume`'s own error. Everything is torn down
- * on the way out.
+ * Fetch, decompress and untar the entry at `entry.url`, handing each member
+ * to `consume` as it arrives, in the tar's order. Resolves once every member
+ * came, each once; rejects with the first cause: the download's
+ * DownloadError (an outage), CACHE_ENTRY_INVALID (a member missing,
+ * repeated or unknown, or bytes the decompressor refuses), or `consume`'s
+ * own error. Everything is torn down on the way out.
  */
-export async function streamEntry<T>(
-  entry: StreamedEntry,
-  consume: (data: AsyncIterable<Buffer>) => Promise<T>,
-): Promise<T> {
+export async function streamEntry(entry: StreamedEntry, consume: MemberConsumer): Promise<void> {
   const source = Readable.from(blobRanges(entry.url, entry.ranges), { objectMode: false });
   const dec = decompressor(entry.compression);
   const extract = tar.extract();
@@ -385,7 +386,8 @@ export async function streamEntry<T>(
   });
   // tar-stream reads the decompressed bytes; a decompressor error surfaces as its own, below.
   const untarred = pipeline(dec.stdout, extract as unknown as Writable).catch(() => undefined);
-  let result: { value: T } | undefined;
+  const seen = new Set<string>();
+  const expected = entry.members.join(", ");
   let failure: unknown;
   let memberError: EngineError | undefined;
   // Whether the decompressor was cut off by us: its complaints (a broken pipe) are then our doing.
@@ -393,13 +395,14 @@ export async function streamEntry<T>(
   try {
     for await (const e of extract) {
       const name = e.header.name.replace(/^\.\//, "");
-      if (result || name !== entry.member || e.header.type !== "file") {
+      if (seen.has(name) || !entry.members.includes(name) || e.header.type !== "file") {
         memberError = invalidEntry(
-          `it holds ${JSON.stringify(e.header.name)} (${e.header.type}); only ${entry.member} was expected`,
+          `it holds ${JSON.stringify(e.header.name)} (${e.header.type})${seen.has(name) ? " twice" : ""}; ${expected} expected`,
         );
         throw memberError;
       }
-      result = { value: await consume(e as AsyncIterable<Buffer>) };
+      seen.add(name);
+      await consume(name, e as AsyncIterable<Buffer>);
     }
   } catch (err) {
     failure = err;
@@ -424,8 +427,8 @@ export async function streamEntry<T>(
     if (failure instanceof EngineError) throw failure;
     throw invalidEntry(`its tar cannot be read: ${(failure as Error).message}`, failure);
   }
-  if (!result) throw invalidEntry(`it holds no ${entry.member}`);
-  return result.value;
+  const missing = entry.members.filter((m) => !seen.has(m));
+  if (missing.length > 0) throw invalidEntry(`it holds no ${missing.join(", ")}`);
 }
 
 function invalidEntry(detail: string, cause?: unknown): EngineError {
@@ -459,13 +462,13 @@ export type StreamLookup =
   | {
       kind: "hit";
       key: string;
-      /** Stream the entry's one member into `consume` (streamEntry). */
-      stream<T>(consume: (data: AsyncIterable<Buffer>) => Promise<T>): Promise<T>;
+      /** Stream the entry's members into `consume` (streamEntry). */
+      stream(consume: MemberConsumer): Promise<void>;
     };
 
 /**
  * The lookup restoreCache(paths, primaryKey, restoreKeys) would make, for an
- * entry of one path, saved by saveCache: on a hit, its member streamed.
+ * entry saved by saveCache(paths): on a hit, its members (the paths) streamed.
  */
 export async function lookupStreamed(
   paths: readonly string[],
@@ -474,14 +477,14 @@ export async function lookupStreamed(
   env: NodeJS.ProcessEnv,
   opts: { retry?: RetryPolicy; ranges?: RangeOptions } = {},
 ): Promise<StreamLookup> {
-  const [member] = paths;
-  if (paths.length !== 1 || !member) throw new Error("a streamed restore is of an entry of one path");
+  if (paths.length === 0) throw new Error("a streamed restore needs the entry's paths");
   const compression = await compressionOnThisRunner();
   const found = await lookupEntry({ paths, primaryKey, restoreKeys, compression }, env, opts.retry);
   if (found.kind !== "hit") return found;
   return {
     kind: "hit",
     key: found.key,
-    stream: (consume) => streamEntry({ url: found.url, member, compression, ranges: opts.ranges }, consume),
+    stream: (consume) =>
+      streamEntry({ url: found.url, members: paths, compression, ranges: opts.ranges }, consume),
   };
 }

@@ -20,9 +20,12 @@
  *
  * Paths: as for the snapshot (cache-client.ts), the entry's names are
  * relative to the Action's cache directory, the same string on every runner.
- * A restore extracts there and renames the image into the tool cache (one
- * file system on hosted runners: no second copy of GBs); a save hard-links
- * the tool cache's file there. Nothing half-restored reaches `dest`.
+ * A restore streams the entry (cache-stream.ts): the image is written once,
+ * straight beside `dest` under a temporary name, checked, then renamed, with
+ * no archive of GBs on disk first. Where the service's answer is not
+ * understood, restoreCache extracts into the cache directory and the image
+ * is renamed into the tool cache (one file system on hosted runners). A save
+ * hard-links the tool cache's file there. Nothing half-restored reaches `dest`.
  *
  * Running beside the snapshot restore: give both the same `dir`, so that the
  * two entries' distinct names never touch each other's files. callCache sets
@@ -33,6 +36,7 @@
 import {
   closeSync,
   copyFileSync,
+  createWriteStream,
   existsSync,
   linkSync,
   mkdirSync,
@@ -44,7 +48,10 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { open } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { EngineError, describeError } from "../engine/index.js";
 import {
   actionsCache,
@@ -54,6 +61,7 @@ import {
   saveVerdict,
   type CacheClient,
 } from "./cache-client.js";
+import { DownloadError } from "./action-download.js";
 import type { Logger } from "./snapshot-cache.js";
 
 /** The image's name inside the entry (relative to the cache directory). */
@@ -187,6 +195,10 @@ export async function restoreImage(opts: ImageRestoreOptions): Promise<ImageRest
   const sha256 = checkedDigest(opts.sha256);
   const key = imageCacheKey(opts.arch, sha256);
   const client = opts.client ?? actionsCache;
+  if (client.lookupStreamed && client.isFeatureAvailable()) {
+    const r = await restoreStreamed(client.lookupStreamed.bind(client), key, sha256, opts);
+    if (r !== "fall-back") return { ...r, ms: ms() } as ImageRestore;
+  }
   const staged = join(opts.dir, IMAGE_ENTRY_NAME);
   const manifest = join(opts.dir, IMAGE_MANIFEST_NAME);
   const clear = () => IMAGE_PATHS.forEach((p) => rmSync(join(opts.dir, p), { force: true }));
@@ -207,7 +219,13 @@ export async function restoreImage(opts: ImageRestoreOptions): Promise<ImageRest
       return { kind: "unusable", ms: ms(), reason, key };
     };
     if (r.kind === "damaged") return unusable(`its archive does not extract: ${r.reason}`);
-    const problem = checkRestored(staged, manifest, sha256);
+    let manifestText = "";
+    try {
+      manifestText = readFileSync(manifest, "utf8");
+    } catch (err) {
+      return unusable(`no readable manifest: ${describeError(err)}`);
+    }
+    const problem = checkRestored(staged, manifestText, sha256);
     if (typeof problem === "string") return unusable(problem);
     try {
       publish(staged, opts.dest, opts.log);
@@ -226,6 +244,103 @@ export async function restoreImage(opts: ImageRestoreOptions): Promise<ImageRest
   } finally {
     clear();
   }
+}
+
+type Untimed<T> = T extends unknown ? Omit<T, "ms"> : never;
+
+/**
+ * The entry streamed (cache-stream.ts): the image written straight into
+ * dest's directory under a temporary name, checked, then renamed to dest;
+ * no copy of it anywhere else. "fall-back" when the service's answer is not
+ * one this client knows, for restoreCache to try.
+ */
+async function restoreStreamed(
+  lookup: NonNullable<CacheClient["lookupStreamed"]>,
+  key: string,
+  sha256: string,
+  opts: ImageRestoreOptions,
+): Promise<Untimed<ImageRestore> | "fall-back"> {
+  let found;
+  try {
+    found = await lookup([...IMAGE_PATHS], key, []);
+  } catch (err) {
+    if (err instanceof EngineError && err.code === "CACHE_PROTOCOL") {
+      opts.log.warn(`${describeError(err)}: restoring the image through @actions/cache instead`);
+      return "fall-back";
+    }
+    const reason = `the Actions cache service failed (${describeError(err)})`;
+    opts.log.warn(`${reason}: the image is downloaded instead (an outage, not a miss)`);
+    return { kind: "unavailable", reason };
+  }
+  if (found.kind === "not-readable") {
+    opts.log.info(`image restore skipped: the effective cache-mode '${found.mode}' does not permit reads`);
+    return { kind: "miss", key };
+  }
+  if (found.kind === "miss") return { kind: "miss", key };
+  const unusable = (why: string): Untimed<ImageRestore> => {
+    const reason = `the cached image ${key} is unusable (${why})`;
+    opts.log.warn(`${reason}: the image is downloaded instead; ${deleteHint(key)}`);
+    return { kind: "unusable", reason, key };
+  };
+  const partial = `${opts.dest}.partial-${process.pid}-${randomBytes(4).toString("hex")}`;
+  let manifestText = "";
+  try {
+    mkdirSync(dirname(opts.dest), { recursive: true });
+    try {
+      await found.stream(async (member, data) => {
+        if (member === IMAGE_MANIFEST_NAME) manifestText = await readSmall(data, 64 * 1024);
+        else await writeNew(data, partial);
+      });
+    } catch (err) {
+      if (err instanceof DownloadError) {
+        const reason = `the download of ${key} failed (${describeError(err)})`;
+        opts.log.warn(`${reason}: the image is downloaded instead (an outage, not a miss)`);
+        return { kind: "unavailable", reason };
+      }
+      if (err instanceof EngineError && err.code === "CACHE_ENTRY_INVALID")
+        return unusable(`its archive does not extract: ${err.message}`);
+      // The entry is fine; this runner could not take it (no room, permissions).
+      const reason = `the restored image could not be written to ${dirname(opts.dest)}: ${describeError(err)}`;
+      opts.log.warn(
+        `${reason}; the image is downloaded instead (check the tool cache's free space and owner)`,
+      );
+      return { kind: "unusable", reason, key };
+    }
+    const problem = checkRestored(partial, manifestText, sha256);
+    if (typeof problem === "string") return unusable(problem);
+    renameSync(partial, opts.dest);
+    if (opts.marker) writeFileSync(opts.marker, "");
+    opts.log.info(`restored the image ${key} streamed: ${problem.bytes} bytes, checked`);
+    return { kind: "hit", bytes: problem.bytes, key };
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
+/** A member's bytes into a new file (refused if it exists), fsynced before it resolves. */
+async function writeNew(data: AsyncIterable<Buffer>, path: string): Promise<void> {
+  await pipeline(data, createWriteStream(path, { flags: "wx", mode: 0o644 }));
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A small member (the manifest) as text; more than `limit` bytes is a damaged entry. */
+async function readSmall(data: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const piece of data) {
+    n += piece.length;
+    if (n > limit)
+      throw new EngineError("CACHE_ENTRY_INVALID", `the image's manifest is over ${limit} bytes`, {
+        hint: "the entry was not saved by this Action: delete it",
+      });
+    parts.push(piece);
+  }
+  return Buffer.concat(parts).toString("utf8");
 }
 
 export interface ImageSaveOptions {
@@ -297,11 +412,11 @@ function checkedDigest(sha256: string): string {
   return d;
 }
 
-/** The problem with a restored entry, or its size when it is fine. */
-function checkRestored(image: string, manifest: string, sha256: string): string | { bytes: number } {
+/** The problem with a restored entry (the image, the manifest's text), or its size when it is fine. */
+function checkRestored(image: string, manifestText: string, sha256: string): string | { bytes: number } {
   let m: unknown;
   try {
-    m = JSON.parse(readFileSync(manifest, "utf8"));
+    m = JSON.parse(manifestText);
   } catch (err) {
     return `no readable manifest: ${describeError(err)}`;
   }

@@ -27,6 +27,7 @@ import {
   packSnapshot,
   unpackSnapshot,
   unpackSnapshotStream,
+  type UnpackResult,
 } from "../engine/index.js";
 import { DownloadError } from "./action-download.js";
 import {
@@ -125,7 +126,11 @@ async function restoreStreamed(
   const lookedUp = `lookup ${since(t0)}`;
   const t1 = performance.now();
   try {
-    const r = await found.stream((data) => unpackSnapshotStream(data, dest, { label: found.key }));
+    let unpacked: UnpackResult | undefined;
+    await found.stream(async (_member, data) => {
+      unpacked = await unpackSnapshotStream(data, dest, { label: found.key });
+    });
+    const r = unpacked!; // streamEntry resolves only once its one member was consumed
     log.info(
       `restored ${found.key} streamed: ${mib(r.stats.compressedBytes)} archive, ${mib(r.stats.dataBytes)} data, verified (${lookedUp}, download and unpack ${since(t1)})`,
     );

@@ -41,6 +41,7 @@ export {
   packSnapshot,
   unpackSnapshot,
   unpackSnapshotStream,
+  type UnpackResult,
   type PublishedSnapshot,
   type SnapshotStore,
   type Usability,

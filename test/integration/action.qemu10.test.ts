@@ -561,7 +561,8 @@ for (const target of targets) {
           expect(main.outputs["cache-state"]).toBe("unavailable");
           expect(main.outputs["boot-mode"]).toBe("resume"); // captured, then resumed
           const warned = annotations(main.stdout, "warning").join("\n");
-          expect(warned).toContain("Failed to restore");
+          // The streamed lookups' own words: the service's status and its message.
+          expect(warned).toContain("answered 429: the cache service is failing (test)");
           expect(warned).toContain("outage, not a miss");
           expect(annotations(main.stdout, "error")).toEqual([]);
           expect(main.summary).toContain("<b>unavailable</b>");

@@ -89,7 +89,8 @@ describe("cache calls at once", () => {
     let snapshotDone!: () => void;
     const snapshotLeft = new Promise<void>((resolve) => (snapshotDone = resolve));
     const gated: CacheClient = {
-      ...actionsCache,
+      isFeatureAvailable: actionsCache.isFeatureAvailable,
+      saveCache: actionsCache.saveCache,
       restoreCache: async (...args) => {
         await snapshotLeft;
         return actionsCache.restoreCache(...args);
@@ -97,7 +98,7 @@ describe("cache calls at once", () => {
     };
     let snapshotEntered!: () => void;
     const inSnapshot = new Promise<void>((resolve) => (snapshotEntered = resolve));
-    // Through restoreCache (no streamed lookup): two calls in the directory at once.
+    // Both through restoreCache (no streamed lookup): two calls in the directory at once.
     const signalling: CacheClient = {
       isFeatureAvailable: actionsCache.isFeatureAvailable,
       saveCache: actionsCache.saveCache,

@@ -46,6 +46,14 @@ async function collect(data: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** A consumer that keeps each member's bytes, by name. */
+function keeper() {
+  const got = new Map<string, Buffer>();
+  const consume = async (member: string, data: AsyncIterable<Buffer>) =>
+    void got.set(member, await collect(data));
+  return { got, consume };
+}
+
 /** A one-member tar, as @actions/cache's tar makes it (the test's gzip entries are built with it). */
 async function tarOf(name: string, content: Buffer): Promise<Buffer> {
   const pack = tar.pack();
@@ -152,8 +160,10 @@ describe.each([
       expect(found).toMatchObject({ kind: "hit", key: "entry-g2" });
       if (found.kind !== "hit") throw new Error("unreachable");
       const before = server.calls.filter((c) => c.op === "blob:GET").length;
-      const got = await found.stream(collect);
-      expect(got.equals(content)).toBe(true);
+      const k = keeper();
+      await found.stream(k.consume);
+      expect([...k.got.keys()]).toEqual([MEMBER]);
+      expect(k.got.get(MEMBER)!.equals(content)).toBe(true);
       // The compressed entry (random data: about its own size) came in 256 KiB ranges.
       const gets = server.calls.filter((c) => c.op === "blob:GET").length - before;
       expect(gets).toBeGreaterThanOrEqual(Math.floor(server.entryData("entry-g2")!.length / (256 * 1024)));
@@ -196,7 +206,10 @@ describe.each([
       );
       if (wrong.kind !== "hit") throw new Error(`expected a hit, got ${wrong.kind}`);
       await expect(
-        streamEntry({ url: wrong.url, member: "other.bin", compression: "zstd-without-long" }, collect),
+        streamEntry(
+          { url: wrong.url, members: ["other.bin"], compression: "zstd-without-long" },
+          keeper().consume,
+        ),
       ).rejects.toMatchObject({ code: "CACHE_ENTRY_INVALID", message: expect.stringContaining(MEMBER) });
     });
 
@@ -208,7 +221,7 @@ describe.each([
       try {
         const found = await lookupStreamed([MEMBER], "entry-g2", [], env);
         if (found.kind !== "hit") throw new Error(`expected a hit, got ${found.kind}`);
-        await expect(found.stream(collect)).rejects.toMatchObject({ code: "CACHE_ENTRY_INVALID" });
+        await expect(found.stream(keeper().consume)).rejects.toMatchObject({ code: "CACHE_ENTRY_INVALID" });
       } finally {
         server.replaceEntryData("entry-g2", good);
       }
@@ -298,8 +311,37 @@ describe("the blob download", () => {
   it("hands on a gzip entry's member (a runner without zstd saves gzip)", async () => {
     const s = await blobServer(gzipSync(await tarOf(MEMBER, data)), { ranges: true });
     try {
-      const got = await streamEntry({ url: s.url, member: MEMBER, compression: "gzip" }, collect);
-      expect(got.equals(data)).toBe(true);
+      const k = keeper();
+      await streamEntry({ url: s.url, members: [MEMBER], compression: "gzip" }, k.consume);
+      expect(k.got.get(MEMBER)!.equals(data)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("hands on every member of a several-path entry once, and refuses one with a member missing", async () => {
+    const pack = tar.pack();
+    pack.entry({ name: "image.qcow2", size: data.length }, data);
+    pack.entry({ name: "image.json", size: 2 }, "{}");
+    pack.finalize();
+    const s = await blobServer(gzipSync(await collect(pack as AsyncIterable<Buffer>)), { ranges: true });
+    try {
+      const k = keeper();
+      await streamEntry(
+        { url: s.url, members: ["image.json", "image.qcow2"], compression: "gzip" },
+        k.consume,
+      );
+      expect(k.got.get("image.qcow2")!.equals(data)).toBe(true);
+      expect(k.got.get("image.json")!.toString()).toBe("{}");
+      await expect(
+        streamEntry(
+          { url: s.url, members: ["image.qcow2", "image.json", "extra"], compression: "gzip" },
+          keeper().consume,
+        ),
+      ).rejects.toMatchObject({
+        code: "CACHE_ENTRY_INVALID",
+        message: expect.stringContaining("holds no extra"),
+      });
     } finally {
       await s.close();
     }
@@ -311,11 +353,11 @@ describe("the blob download", () => {
       const err = await streamEntry(
         {
           url: s.url,
-          member: MEMBER,
+          members: [MEMBER],
           compression: "gzip",
           ranges: { chunkBytes: 1 << 20, retries: 0 },
         },
-        collect,
+        keeper().consume,
       ).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: "DOWNLOAD_FAILED" });
     } finally {

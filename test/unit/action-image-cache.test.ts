@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { dirname, join } from "node:path";
 import * as cache from "@actions/cache";
 import { describe, expect, it } from "vitest";
-import { actionsCache, callCache } from "../../src/action/cache-client.js";
+import { actionsCache, callCache, type CacheClient } from "../../src/action/cache-client.js";
+import { CacheError } from "../../src/action/cache-stream.js";
 import {
   IMAGE_ENTRY_NAME,
   IMAGE_MANIFEST_NAME,
@@ -41,6 +42,9 @@ function logger() {
   const lines = { info: [] as string[], warn: [] as string[] };
   return { lines, log: { info: (m: string) => lines.info.push(m), warn: (m: string) => lines.warn.push(m) } };
 }
+
+/** What a directory holds (nothing when it was never made). */
+const leftIn = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir) : []);
 
 describe("the image in the Actions cache", () => {
   let root: string;
@@ -118,11 +122,38 @@ describe("the image in the Actions cache", () => {
     expect(lines.warn).toEqual([]);
     expect(readFileSync(b.dest).equals(image.data)).toBe(true);
     expect(existsSync(b.marker)).toBe(true);
-    expect(readdirSync(b.dir)).toEqual([]);
+    // Streamed straight beside dest: nothing staged in the cache directory, no partial file left.
+    expect(lines.info.join("\n")).toContain(`restored the image ${a.key} streamed`);
+    expect(leftIn(b.dir)).toEqual([]);
+    expect(leftIn(dirname(b.dest)).filter((n) => n.includes(".partial"))).toEqual([]);
     expect(process.env.GITHUB_WORKSPACE).toBe(b.workspace);
     // One version for every runner: the entry's names are fixed and relative.
     const versions = new Set(server.entries.filter((e) => e.key === a.key).map((e) => e.version));
     expect(versions.size).toBe(1);
+  });
+
+  it("falls back to restoreCache when the service's lookup answer is not understood", async () => {
+    const image = qcow2(256 * 1024);
+    const a = await downloadedAndSaved("runner-fb", image);
+    const b = runner("runner-fb2", image.sha256);
+    const { log, lines } = logger();
+    const confused: CacheClient = {
+      ...actionsCache,
+      lookupStreamed: () =>
+        Promise.reject(new CacheError("CACHE_PROTOCOL", "the service answered 418", false)),
+    };
+    const r = await restoreImage({
+      sha256: image.sha256,
+      arch: "amd64",
+      dest: b.dest,
+      dir: b.dir,
+      client: confused,
+      log,
+    });
+    expect(r).toMatchObject({ kind: "hit", key: a.key });
+    expect(lines.warn.join("\n")).toContain("restoring the image through @actions/cache instead");
+    expect(readFileSync(b.dest).equals(image.data)).toBe(true);
+    expect(leftIn(b.dir)).toEqual([]);
   });
 
   it("misses quietly for a digest the cache does not have", async () => {
@@ -155,7 +186,8 @@ describe("the image in the Actions cache", () => {
     expect(r.kind === "unusable" && r.reason).toMatch(/does not extract/);
     expect(existsSync(b.dest)).toBe(false);
     expect(existsSync(b.marker)).toBe(false);
-    expect(readdirSync(b.dir)).toEqual([]);
+    expect(leftIn(b.dir)).toEqual([]);
+    expect(leftIn(dirname(b.dest))).toEqual([]);
     expect(lines.warn.join("\n")).toContain(`gh cache delete ${a.key}`);
   });
 
