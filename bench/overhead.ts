@@ -96,7 +96,15 @@ export async function overheadSection(
       const t2 = now();
       launch.push(t1 - t0);
       migrate.push(t2 - t1);
-      if (seen !== undefined) notice.push(seen);
+      // performance.now() does not count time the machine was paused, the wall clock
+      // does: after a pause or a clock step the two disagree, and the sample would
+      // measure that, not the notice. Such a sample is left out, and said.
+      const skew = Date.now() - wallMs();
+      if (seen !== undefined && Math.abs(skew) < 50) notice.push(seen);
+      else if (seen !== undefined)
+        log(
+          `overhead: RESUME notice sample left out: the wall clock moved ${Math.round(skew)} ms against the monotonic one`,
+        );
       if (last) {
         qmpRtt = await repeat(200, async () => {
           const s = now();

@@ -278,12 +278,18 @@ export async function* blobRanges(url: string, opts: RangeOptions = {}): AsyncGe
       if (got.status !== 206) throw blobStatus(got);
       return collect(got, end - start + 1);
     };
+    const again = () =>
+      pRetry(once, {
+        ...retry,
+        shouldRetry: ({ error }) => error instanceof DownloadError && error.retryable,
+      });
+    // The first range's response is already here; should its body break off, it is asked for again.
     return i === 0
-      ? collect(first, ranges[0]![1] + 1)
-      : pRetry(once, {
-          ...retry,
-          shouldRetry: ({ error }) => error instanceof DownloadError && error.retryable,
-        });
+      ? collect(first, end + 1).catch((err: unknown) => {
+          if (err instanceof DownloadError && err.retryable && retry.retries > 0) return again();
+          throw err;
+        })
+      : again();
   };
   const inFlight: Array<Promise<Buffer>> = [];
   let next = 0;

@@ -65,7 +65,7 @@ async function tarOf(name: string, content: Buffer): Promise<Buffer> {
 /** A plain HTTP blob store for one blob: `ranges` false ignores Range; `failRange` answers 500 for that start. */
 async function blobServer(
   data: Buffer,
-  opts: { ranges: boolean; failFrom?: number },
+  opts: { ranges: boolean; failFrom?: number; breakFirst?: boolean },
 ): Promise<{ url: string; close: () => Promise<void>; asked: string[] }> {
   const asked: string[] = [];
   const server: Server = createServer((req, res) => {
@@ -87,6 +87,11 @@ async function blobServer(
       "content-range": `bytes ${start}-${end}/${data.length}`,
       "content-length": end - start + 1,
     });
+    if (opts.breakFirst && start === 0 && asked.filter((a) => a.startsWith("bytes=0-")).length === 1) {
+      // The first answer breaks off halfway (the connection drops).
+      res.write(data.subarray(0, (end + 1) / 2), () => res.destroy());
+      return;
+    }
     res.end(data.subarray(start, end + 1));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -285,6 +290,17 @@ describe("the blob download", () => {
       expect([...s.asked].sort()).toEqual(
         ["bytes=0-1048575", "bytes=1048576-2097151", "bytes=2097152-3145727", "bytes=3145728-3145734"].sort(),
       );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("asks again for the first range when its answer breaks off", async () => {
+    const s = await blobServer(data, { ranges: true, breakFirst: true });
+    try {
+      const got = await collect(blobRanges(s.url, { chunkBytes: 1 << 20, retries: 1, minTimeoutMs: 0 }));
+      expect(got.equals(data)).toBe(true);
+      expect(s.asked.filter((a) => a === "bytes=0-1048575")).toHaveLength(2);
     } finally {
       await s.close();
     }
