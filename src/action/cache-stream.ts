@@ -31,7 +31,7 @@ import { HttpClient } from "@actions/http-client";
 import pRetry from "p-retry";
 import tar from "tar-stream";
 import { EngineError, run, zstdDecompressStream } from "../engine/index.js";
-import { DownloadError, httpGet, shown, USER_AGENT, type Got } from "./action-download.js";
+import { DownloadError, httpGet, shown, statusError, USER_AGENT, type Got } from "./action-download.js";
 import { cacheServiceOf } from "./cache-service.js";
 
 /** The compression @actions/cache picks (and names in the version): zstd when it runs, else gzip. */
@@ -47,14 +47,19 @@ export function cacheVersion(paths: readonly string[], compression: Compression)
     .digest("hex");
 }
 
-/** As @actions/cache's getCompressionMethod: `zstd --quiet --version` printing anything means zstd. */
-export async function compressionOnThisRunner(): Promise<Compression> {
-  try {
-    const out = (await run("zstd", ["--quiet", "--version"], { timeoutMs: 15_000 })).stdout.trim();
-    return out ? "zstd-without-long" : "gzip";
-  } catch {
-    return "gzip";
-  }
+let compressionFound: Promise<Compression> | undefined;
+
+/**
+ * As @actions/cache's getCompressionMethod: `zstd --quiet --version` printing
+ * anything means zstd. Asked once per process (the snapshot and the image
+ * restores both need it).
+ */
+export function compressionOnThisRunner(): Promise<Compression> {
+  compressionFound ??= run("zstd", ["--quiet", "--version"], { timeoutMs: 15_000 }).then(
+    (r) => (r.stdout.trim() ? "zstd-without-long" : "gzip"),
+    () => "gzip",
+  );
+  return compressionFound;
 }
 
 export type EntryLookup =
@@ -308,14 +313,8 @@ export async function* blobRanges(url: string, opts: RangeOptions = {}): AsyncGe
   }
 }
 
-function blobStatus(got: Got): DownloadError {
-  got.res.resume();
-  return new DownloadError(`${shown(got.url)} answered ${got.status} for the cache entry`, {
-    hint: "the entry's storage is failing: the job goes on without the cache",
-    status: got.status,
-    retryable: got.status >= 500 || got.status === 408 || got.status === 429,
-  });
-}
+const blobStatus = (got: Got): DownloadError =>
+  statusError(got, "the cache entry", "the entry's storage is failing: the job goes on without the cache");
 
 function totalOf(got: Got): number {
   const m = /^bytes \d+-\d+\/(\d+)$/.exec(String(got.res.headers["content-range"] ?? ""));

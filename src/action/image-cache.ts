@@ -62,7 +62,7 @@ import {
   type CacheClient,
 } from "./cache-client.js";
 import { DownloadError } from "./action-download.js";
-import type { Logger } from "./snapshot-cache.js";
+import type { Logger, Untimed } from "./snapshot-cache.js";
 
 /** The image's name inside the entry (relative to the cache directory). */
 export const IMAGE_ENTRY_NAME = "hexclave-emulator-image.qcow2";
@@ -245,8 +245,6 @@ export async function restoreImage(opts: ImageRestoreOptions): Promise<ImageRest
     clear();
   }
 }
-
-type Untimed<T> = T extends unknown ? Omit<T, "ms"> : never;
 
 /**
  * The entry streamed (cache-stream.ts): the image written straight into

@@ -89,7 +89,8 @@ export async function restoreSnapshot(opts: CacheLocation): Promise<RestoreOutco
   return restoreFromFile(client, prefix, dest, opts, ms);
 }
 
-type Timed<T> = T extends unknown ? Omit<T, "ms"> : never;
+/** An outcome before its time is added. */
+export type Untimed<T> = T extends unknown ? Omit<T, "ms"> : never;
 
 /**
  * The entry streamed into the store; "fall-back" when the service's answer
@@ -100,7 +101,7 @@ async function restoreStreamed(
   prefix: string,
   dest: string,
   log: Logger,
-): Promise<Timed<RestoreOutcome> | "fall-back"> {
+): Promise<Untimed<RestoreOutcome> | "fall-back"> {
   let found;
   const t0 = performance.now();
   const since = (t: number) => `${Math.round(performance.now() - t)} ms`;

@@ -77,6 +77,19 @@ export const CACHE_CLIENT_ENV = [
   "http_proxy",
 ] as const;
 
+/**
+ * What a cache test changes besides CACHE_CLIENT_ENV, to be saved and put
+ * back: a GitHub Enterprise Server URL would force the legacy protocol, the
+ * cache mode can forbid reads, and a runner's directories.
+ */
+export const CACHE_TEST_ENV = [
+  ...CACHE_CLIENT_ENV,
+  "GITHUB_SERVER_URL",
+  "ACTIONS_CACHE_MODE",
+  "RUNNER_TEMP",
+  "GITHUB_WORKSPACE",
+] as const;
+
 export interface CacheEntry {
   id: number;
   key: string;

@@ -27,16 +27,10 @@ import {
   lookupStreamed,
   streamEntry,
 } from "../../src/action/cache-stream.js";
-import { ActionsCacheServer, CACHE_CLIENT_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
+import { ActionsCacheServer, CACHE_TEST_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
 import { saveEnv } from "../support/env.js";
 
-const ENV = [
-  ...CACHE_CLIENT_ENV,
-  "GITHUB_SERVER_URL",
-  "ACTIONS_CACHE_MODE",
-  "RUNNER_TEMP",
-  "GITHUB_WORKSPACE",
-];
+const ENV = CACHE_TEST_ENV;
 const restoreEnv = saveEnv(ENV);
 const MEMBER = "entry.bin";
 

@@ -29,16 +29,9 @@ import { snapshotKey } from "../../src/engine/snapshot/key.js";
 import { openSnapshotStore, packSnapshot } from "../../src/engine/snapshot/index.js";
 import { saveEnv } from "../support/env.js";
 import { testKeyParts } from "../support/key-parts.js";
-import { ActionsCacheServer, CACHE_CLIENT_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
+import { ActionsCacheServer, CACHE_TEST_ENV, type CacheProtocol } from "../support/actions-cache-server.js";
 
-const ENV = [
-  ...CACHE_CLIENT_ENV,
-  // A GitHub Enterprise Server URL would force the legacy protocol.
-  "GITHUB_SERVER_URL",
-  "ACTIONS_CACHE_MODE",
-  "RUNNER_TEMP",
-  "GITHUB_WORKSPACE",
-];
+const ENV = CACHE_TEST_ENV;
 const restoreEnv = saveEnv(ENV);
 
 const parts = testKeyParts();
