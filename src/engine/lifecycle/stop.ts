@@ -6,7 +6,15 @@
 import { GuestAgent } from "../qemu/qga.js";
 import { QmpClient } from "../qemu/qmp.js";
 import { rmSync } from "node:fs";
-import { isAlive, readPidFile, removePidFile, signal, waitForExit, type PidRecord } from "../qemu/process.js";
+import {
+  endGroup,
+  isAlive,
+  readPidFile,
+  removePidFile,
+  signal,
+  waitForExit,
+  type PidRecord,
+} from "../qemu/process.js";
 import type { RunPaths, RunState } from "./run-dir.js";
 import { clearRuntimeFiles, readStateFile } from "./run-dir.js";
 import { EngineError } from "../errors.js";
@@ -16,6 +24,8 @@ export async function killVm(pid: PidRecord): Promise<void> {
   if (!isAlive(pid)) return;
   signal(pid, "SIGKILL");
   await waitForExit(pid, 10_000);
+  // And what it started (an exec: migration's cat), which may still hold the snapshot's files.
+  await endGroup(pid.pid, 10_000);
 }
 
 /**

@@ -3,7 +3,7 @@
  * the process start time (so a recycled pid is never mistaken for our QEMU),
  * liveness checks, and signals with a bounded wait.
  */
-import { readFileSync, writeFileSync, rmSync, renameSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync, rmSync, renameSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 
 export interface PidRecord {
@@ -82,4 +82,45 @@ export function signal(record: PidRecord, sig: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
+}
+
+/**
+ * Ends what is left of the process group of a QEMU this engine launched and
+ * has just killed. QEMU runs in a session of its own (spawnDetached), so what
+ * it started, an `exec:` migration's `sh -c "cat > file"` (QEMU before 8.2),
+ * is in its group and can hold a snapshot's files open after QEMU is gone.
+ * Waits until no live member is left (zombies hold no files); false if one
+ * outlived the wait. Only for a QEMU known to have been ours and alive just
+ * now: its pid cannot name another group while members of its own remain.
+ */
+export async function endGroup(pgid: number, timeoutMs: number): Promise<boolean> {
+  if (pgid <= 1) return true;
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    return true; // no group left (ESRCH)
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (hasLiveMember(pgid)) {
+    if (Date.now() >= deadline) return false;
+    await delay(20);
+  }
+  return true;
+}
+
+/** A process of group `pgid` that is not a zombie (Linux /proc; elsewhere the kill has to do). */
+function hasLiveMember(pgid: number): boolean {
+  if (process.platform !== "linux") return false;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      // After "pid (comm) ": state, ppid, pgrp, …
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z") return true;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return false;
 }
