@@ -26,7 +26,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type * as ActionsCacheModule from "@actions/cache";
 import { cacheServiceOf, ghesHost } from "./cache-service.js";
-import { lookupStreamed, type StreamLookup } from "./cache-stream.js";
+import { compressionOnThisRunner, lookupStreamed, type StreamLookup } from "./cache-stream.js";
 
 /** The plain archive (its name is in the entry's version: a new one when the content changes form). */
 export const ARCHIVE_NAME = "hexclave-emulator-snapshot.plain.hxsnap";
@@ -42,6 +42,11 @@ export interface CacheClient {
    * service's answer is not understood, so the caller falls back to restoreCache.
    */
   lookupStreamed?(paths: string[], primaryKey: string, restoreKeys: string[]): Promise<StreamLookup>;
+  /**
+   * Starts what a first lookup will wait for (the runner's compression, which
+   * is part of every entry's version) while the job does other things first.
+   */
+  warmUp?(): void;
 }
 
 type CacheModule = typeof ActionsCacheModule;
@@ -75,6 +80,7 @@ export const actionsCache: CacheClient = {
     ),
   saveCache: async (paths, key) => (await loadActionsCache()).saveCache(paths, key, {}, false),
   lookupStreamed: (paths, key, restoreKeys) => lookupStreamed(paths, key, restoreKeys, process.env),
+  warmUp: () => void compressionOnThisRunner(),
 };
 
 /**

@@ -18,6 +18,7 @@ import {
   describeError,
   openSnapshotStore,
   checkImage,
+  digestCacheDir,
   resolveContext,
   seedImageDigest,
   snapshotKeyOf,
@@ -124,6 +125,7 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   // The QEMU packages and a downloaded image go through the Actions cache too,
   // with cache: actions only (local promises no transfer; none, no cache at all).
   const downloads = inputs.cache === "actions" ? (client ?? actionsCache) : undefined;
+  downloads?.warmUp?.();
 
   const kvm = await log.step("kvm", async () => {
     const r = await ensureKvm(inputs.enableKvm, kvmDeps ?? hostKvmDeps());
@@ -187,15 +189,17 @@ async function mainSteps({ env, state, log, t0, kvm: kvmDeps, cache: client }: C
   const imagePath = located.kind === "ready" ? located.choice.path : located.path;
   const knownDigest = located.kind === "pending" ? located.sha256 : undefined;
   let config = emulatorConfig(inputs, dirs, { image: imagePath, qemuBinary: qemu.binary }, env, hostArch);
+  // A digest verified while downloading (or recorded beside a tool-cache hit):
+  // the key does not hash the image again. Seeded before resolveContext, which
+  // starts reading any image whose digest it does not know.
+  if (located.kind === "ready" && located.choice.sha256)
+    await seedImageDigest(located.choice.path, located.choice.sha256, { cacheDir: digestCacheDir(config) });
   // The host as the engine sees it (QEMU probed once; the snapshot key reuses it).
   const engineCtx = await log.step("accelerator", async () => {
     const ctx = await resolveContext(config, {}, { imageCheck: !fetching });
     log.info(`${ctx.accel.accelerator}: ${ctx.accel.reason}`);
     return ctx;
   });
-  // A digest verified while downloading (or recorded beside a tool-cache hit): the key does not hash the image again.
-  if (located.kind === "ready" && located.choice.sha256)
-    await seedImageDigest(located.choice.path, located.choice.sha256, { cacheDir: engineCtx.cacheDir });
   const timeoutFromEnv = envOverrides.some((o) => o.used && o.fields.includes("snapshotReadyTimeoutSec"));
   if (!inputs.resumeTimeoutGiven && !timeoutFromEnv) {
     const sec = resumeTimeoutFor(engineCtx.accel.accelerator);

@@ -70,7 +70,12 @@ export { checkSecrets, type RotatedSecrets } from "./guest/rotation.js";
 // The building blocks of a start, for the benchmark: it measures each phase
 // and the floor beneath them (QEMU alone, a resume without the guest steps).
 // Kept narrow on purpose: an edge that needs more asks for it here.
-export { resolveContext, type EngineContext, type ResolveOptions } from "./lifecycle/context.js";
+export {
+  digestCacheDir,
+  resolveContext,
+  type EngineContext,
+  type ResolveOptions,
+} from "./lifecycle/context.js";
 export { checkImage } from "./image/check.js";
 export { planFor } from "./lifecycle/plan.js";
 export { launchVm, type LaunchedVm } from "./lifecycle/launch.js";

@@ -18,6 +18,8 @@ import { start, type StartResult } from "../../src/engine/lifecycle/start.js";
 import { status } from "../../src/engine/lifecycle/status.js";
 import { main } from "../../src/engine/cli/main.js";
 import { runPaths } from "../../src/engine/lifecycle/run-dir.js";
+import { launchVm } from "../../src/engine/lifecycle/launch.js";
+import { connectedAt } from "../support/unix-sockets.js";
 import { PLACEHOLDER_PCK } from "../../src/engine/guest/rotation.js";
 import { readPck, sha256, testEmulator } from "../support/emulator.js";
 import type { QemuTarget } from "../support/tools.js";
@@ -189,6 +191,30 @@ export function lifecycleScenario(target: QemuTarget): void {
         await emu.stop(c);
       });
     }
+
+    it("captures with the guest agent still connected, so no resume finds qemu-ga sleeping on EOF", async () => {
+      // qemu-ga on virtio-serial reads EOF and sleeps 100 ms in a loop while
+      // no host client is connected: a snapshot taken then wakes into that sleep.
+      const c = emu.config({ strategy: "stream", forceCapture: true });
+      await emu.stop(c);
+      const seen: { status: string; connected: number }[] = [];
+      const launch: typeof launchVm = async (binary, plan, paths, timeoutMs) => {
+        const vm = await launchVm(binary, plan, paths, timeoutMs);
+        if (plan.layout === "capture") {
+          // Read synchronously as the event is dispatched: before the engine's
+          // continuation after the migration (which closes its agent) can run.
+          vm.qmp.on("MIGRATION", (e) => {
+            const status = String((e.data as { status?: unknown } | undefined)?.status);
+            if (status === "completed") seen.push({ status, connected: connectedAt(paths.qgaSocket) });
+          });
+        }
+        return vm;
+      };
+      const r = await start(c, undefined, { deps: { launch } });
+      expect([r.bootMode, r.captured]).toEqual(["resume", true]);
+      expect(seen).toEqual([{ status: "completed", connected: 1 }]);
+      await emu.stop(c);
+    });
 
     it("keeps the placeholders when rotation is off, and says so in the result and status", async () => {
       await ensureCapturedAndStopped(); // rotation is not part of the key: the template snapshot resumes

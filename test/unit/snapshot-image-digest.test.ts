@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../src/engine/errors.js";
-import { imageDigest, seedImageDigest } from "../../src/engine/snapshot/image-digest.js";
+import { imageDigest, prefetchImageDigest, seedImageDigest } from "../../src/engine/snapshot/image-digest.js";
 
 const made: string[] = [];
 /** A fresh directory under os.tmpdir(), removed after the file's tests. */
@@ -41,6 +41,24 @@ describe("image digest", () => {
     const second = await imageDigest(image, opts);
     expect(second).toBe(first);
     expect(hashed).toHaveLength(1);
+  });
+
+  it("reads the file once for callers that ask while it is being hashed (a prefetch, then the key)", async () => {
+    const { image, hashed, opts } = setup();
+    const content = Buffer.alloc(9 * 1024 * 1024, 3);
+    await writeFile(image, content);
+    prefetchImageDigest(image, opts);
+    const [a, b] = await Promise.all([imageDigest(image, opts), imageDigest(image, opts)]);
+    expect([a, b]).toEqual([sha(content), sha(content)]);
+    expect(hashed).toHaveLength(1);
+  });
+
+  it("leaves a prefetch's failure to the call that needs the digest", async () => {
+    const { dir, opts } = setup();
+    prefetchImageDigest(join(dir, "missing.qcow2"), opts);
+    await expect(imageDigest(join(dir, "missing.qcow2"), opts)).rejects.toMatchObject({
+      code: "IMAGE_NOT_FOUND",
+    });
   });
 
   it("shares the cache entry between paths that resolve to the same file", async () => {

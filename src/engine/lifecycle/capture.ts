@@ -22,6 +22,7 @@ import { rmSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { QemuPlan } from "../qemu/argv.js";
 import type { LaunchedVm } from "./launch.js";
+import type { GuestAgent } from "../qemu/qga.js";
 import { parseStoreBudget, formatBytes } from "../snapshot/budget.js";
 import { collectGarbage } from "../snapshot/evict.js";
 
@@ -44,13 +45,15 @@ export async function capture(
     // Nothing of the host is attached during capture (a mounted 9p share
     // blocks migration), so the guest must not try to publish to /host.
     await writeRuntimeIso(ctx, "");
-    const vm = await bootForCapture(ctx, plan, layer, phases);
+    const { vm, agent } = await bootForCapture(ctx, plan, layer, phases);
     try {
       const spec = migrationSpec(ctx.strategy, ctx.qemu, writer.dir, plan.cpus);
       await phases.run("capture-migrate", () =>
-        captureState(vm.qmp, spec, 10 * 60_000).catch(async (err: unknown) => {
-          throw (await storeFull(writer.dir, ctx.paths.qemuLog, err)) ?? err;
-        }),
+        captureState(vm.qmp, spec, 10 * 60_000)
+          .catch(async (err: unknown) => {
+            throw (await storeFull(writer.dir, ctx.paths.qemuLog, err)) ?? err;
+          })
+          .finally(() => agent.close()),
       );
       await phases.run("capture-quit", async () => {
         await vm.qmp.execute("quit").catch(() => undefined);
@@ -71,6 +74,7 @@ export async function capture(
       await keepInBudget(store, config.storeBudget, key, phases);
       return published;
     } finally {
+      agent.close();
       await endVm(vm, ctx.paths);
     }
   } catch (err) {
@@ -83,13 +87,21 @@ export async function capture(
  * The capture boot, with a watchdog: a TCG boot with several vCPUs on a busy
  * host hangs now and then, so one that is not healthy in time is killed and
  * retried once on a fresh layer (its writes must not reach the snapshot).
+ *
+ * The agent comes back connected, to be closed only once the state is out.
+ * The port's open state is part of the device state, and so is what the
+ * guest's qemu-ga is doing: with the host side closed it reads EOF and sleeps
+ * 100 ms in a loop (its virtio-serial channel cannot wait for a reader), so a
+ * snapshot taken then makes every resume's first agent reply wait out the
+ * rest of that sleep. Captured connected, qemu-ga waits in poll and answers
+ * the resumed engine at once.
  */
 async function bootForCapture(
   ctx: EngineContext,
   plan: QemuPlan,
   layer: string,
   phases: Phases,
-): Promise<LaunchedVm> {
+): Promise<{ vm: LaunchedVm; agent: GuestAgent }> {
   const { config, paths } = ctx;
   for (let attempt = 1; ; attempt++) {
     await createOverlay(ctx.qemuImg, layer, config.image, await virtualSize(ctx.qemuImg, config.image));
@@ -97,20 +109,17 @@ async function bootForCapture(
     await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
     const vm = await phases.run("capture-boot", () => ctx.deps.launch(ctx.qemu.binary, plan, paths));
     try {
-      await phases.run("capture-ready", () =>
+      const agent = await phases.run("capture-ready", () =>
         whileRunning(vm, paths, "the capture boot", async (signal) => {
           await waitForHealthy(servicesFor(config), {
             host: probeHost(config.bindAddress),
             deadlineMs: config.readyTimeoutSec * 1000,
             signal,
           });
-          // The agent must be connected in the guest when captured: the port's
-          // open state is part of the device state.
-          const agent = await connectAgent(ctx, 60_000);
-          agent.close();
+          return connectAgent(ctx, 60_000);
         }),
       );
-      return vm;
+      return { vm, agent };
     } catch (err) {
       await endVm(vm, paths);
       const timedOut = err instanceof TimeoutError;

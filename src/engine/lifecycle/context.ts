@@ -22,6 +22,10 @@ import { withDeps, type EngineDeps } from "./deps.js";
 import { checkImage } from "../image/check.js";
 import { runPaths, type RunPaths } from "./run-dir.js";
 import { chooseStrategy, supportedStrategies } from "./strategies.js";
+import { prefetchImageDigest } from "../snapshot/image-digest.js";
+
+/** Where a config's digest and probe caches live (seedImageDigest's cacheDir). */
+export const digestCacheDir = (config: Pick<EmulatorConfig, "home">): string => join(config.home, "cache");
 
 export interface EngineContext {
   config: EmulatorConfig;
@@ -59,7 +63,11 @@ export async function resolveContext(
   if (imageCheck) checkImage(config.image, config.arch);
   const host = detectHost();
   const binary = findQemu(config.arch, config.qemuBinary);
-  const cacheDir = join(config.home, "cache");
+  const cacheDir = digestCacheDir(config);
+  // Every caller goes on to the snapshot key, whose slowest input is the
+  // image's digest (seconds for a new multi-GiB image): read it while QEMU is
+  // probed. A caller with a verified digest seeds it first (seedImageDigest).
+  if (imageCheck) prefetchImageDigest(config.image, { cacheDir });
   const qemu = await probeQemu(binary, {
     cacheDir,
     tryKvm: host.kvmWritable && host.cpuVirtualization && host.arch === config.arch,

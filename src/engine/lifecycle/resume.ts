@@ -9,7 +9,8 @@ import { EngineError } from "../errors.js";
 import type { EngineContext } from "./context.js";
 import type { Phases } from "./events.js";
 import type { LaunchedVm } from "./launch.js";
-import { createOverlay, ensurePhantoms, virtualSize } from "./disks.js";
+import { createOverlay, ensurePhantoms, qcow2VirtualSize, virtualSize } from "./disks.js";
+import { settledAll } from "../settle.js";
 import { forwardedPorts, hostShareOf, planFor } from "./plan.js";
 import { SNAPSHOT_FILES, migrationSpec } from "./strategies.js";
 import { resumeState } from "./migrate.js";
@@ -49,10 +50,15 @@ export async function resumeVm(
   const { config, paths } = ctx;
   const layer = join(snapshot.dir, SNAPSHOT_FILES.diskLayer);
   await phases.run("resume-prepare", async () => {
-    await createOverlay(ctx.qemuImg, paths.session, layer, await virtualSize(ctx.qemuImg, config.image));
     ensurePhantoms(paths.phantoms);
-    await writeRuntimeIso(ctx, vmDirHost(ctx));
-    await ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx));
+    // Independent of each other: the overlay (its size from the layer's own
+    // header, which has the image's), the runtime ISO and the port check.
+    const size = qcow2VirtualSize(layer) ?? (await virtualSize(ctx.qemuImg, config.image));
+    await settledAll([
+      createOverlay(ctx.qemuImg, paths.session, layer, size),
+      writeRuntimeIso(ctx, vmDirHost(ctx)),
+      ctx.deps.checkPorts(config.bindAddress, forwardedPorts(ctx)),
+    ]);
   });
   const ramFile = ctx.strategy === "template" ? join(snapshot.dir, SNAPSHOT_FILES.ram) : undefined;
   const plan = {

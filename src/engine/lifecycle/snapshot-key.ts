@@ -59,7 +59,21 @@ async function qemuBuild(ctx: EngineContext): Promise<string> {
  * cache they took hundreds of milliseconds one after another, and their few dozen entries
  * pushed the base image's digest out of that cache.
  */
-async function romDigest(ctx: EngineContext): Promise<string> {
+function romDigest(ctx: EngineContext): Promise<string> {
+  // Once per probe: the Action keys its cache entry, then start() keys the
+  // same context again, and the ROMs are those of the QEMU as probed.
+  let digest = romDigests.get(ctx.qemu);
+  if (!digest) {
+    digest = hashRoms(ctx);
+    romDigests.set(ctx.qemu, digest);
+    digest.catch(() => romDigests.delete(ctx.qemu));
+  }
+  return digest;
+}
+
+const romDigests = new WeakMap<EngineContext["qemu"], Promise<string>>();
+
+async function hashRoms(ctx: EngineContext): Promise<string> {
   const list = (dir: string) => {
     try {
       return readdirSync(dir);

@@ -41,6 +41,24 @@ export async function imageDigest(path: string, options: ImageDigestOptions): Pr
   const hit = cache.entries[real];
   if (hit && sameIdentity(hit, before)) return hit.sha256;
 
+  // One read per file and identity: a caller that started the digest early
+  // (resolveContext, beside the QEMU probe) and the key that needs it share it.
+  const id = `${options.cacheDir}\0${real}\0${before.size}\0${before.mtimeMs}\0${before.ino}`;
+  const pending = inFlight.get(id);
+  if (pending) return pending;
+  const computed = hashAndRecord(real, before, options).finally(() => inFlight.delete(id));
+  inFlight.set(id, computed);
+  return computed;
+}
+
+/** Digests being computed now, by cache directory, realpath and identity. */
+const inFlight = new Map<string, Promise<string>>();
+
+async function hashAndRecord(
+  real: string,
+  before: { size: number; mtimeMs: number; ino: number },
+  options: ImageDigestOptions,
+): Promise<string> {
   options.onHash?.(real);
   const { sha256 } = await sha256File(real);
   const after = await stat(real);
@@ -51,6 +69,15 @@ export async function imageDigest(path: string, options: ImageDigestOptions): Pr
   }
   await record(options.cacheDir, real, after, sha256);
   return sha256;
+}
+
+/**
+ * Starts imageDigest without waiting for it, for a caller that will ask for
+ * it soon (the snapshot key) and has other waiting to do first. Its failure
+ * is left for that later call to report.
+ */
+export function prefetchImageDigest(path: string, options: ImageDigestOptions): void {
+  imageDigest(path, options).catch(() => undefined);
 }
 
 /**

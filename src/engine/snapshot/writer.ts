@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
+import { settledAll } from "../settle.js";
 import { fsyncDir, fsyncFile, isErrno, randomHex, writeFileDurable } from "./durable.js";
 import { digestFiles } from "./digest.js";
 import { SNAPSHOT_FORMAT_VERSION, snapshotKey } from "./key.js";
@@ -82,7 +83,7 @@ export class SnapshotWriter {
       await this.checkDirHolds(input.files.map((f) => f.name));
       const paths = input.files.map((f) => this.path(f.name));
       // Hashing is CPU, fsync is disk: overlapped, both done before anything points at the files.
-      const [digests] = await settled(digestFiles(paths), fsyncEach(paths));
+      const [digests] = await settledAll([digestFiles(paths), fsyncEach(paths)]);
       const files = input.files.map((f, i) => ({
         name: f.name,
         bytes: digests[i]!.bytes,
@@ -196,10 +197,10 @@ export class SnapshotWriter {
   ): Promise<PublishedSnapshot> {
     const { root, key } = this.ctx;
     const manifestText = serializeManifest(manifest);
-    await settled(
+    await settledAll([
       writeFileDurable(this.path(MANIFEST_FILE), manifestText),
       filesSynced ? Promise.resolve() : fsyncEach(manifest.files.map((f) => this.path(f.name))),
-    );
+    ]);
     // The marker seals the manifest: a reader refuses a manifest changed after publish.
     const manifestSha256 = createHash("sha256").update(manifestText).digest("hex");
     await writeFileDurable(
@@ -251,12 +252,4 @@ export class SnapshotWriter {
 /** fsync one file after another: one thread-pool thread, leaving the others to the reads. */
 async function fsyncEach(paths: readonly string[]): Promise<void> {
   for (const p of paths) await fsyncFile(p);
-}
-
-/** Both results, once both have settled (nothing left running when the caller cleans up), or the first error. */
-async function settled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
-  const [ra, rb] = await Promise.allSettled([a, b]);
-  if (ra.status === "rejected") throw ra.reason;
-  if (rb.status === "rejected") throw rb.reason;
-  return [ra.value, rb.value];
 }
