@@ -24,6 +24,19 @@ export interface LoadSample {
   otherQemus: number;
   /** The three busiest processes (ps %CPU: over each one's lifetime) and their commands. */
   busiest: string[];
+  /** /proc/stat's aggregate CPU counters; absent where there is none and in older results. */
+  cpu?: CpuTicks | undefined;
+}
+
+/**
+ * Cumulative CPU time of all cores, in clock ticks. `steal` is time the
+ * hypervisor ran something else while this VM wanted a CPU: a guest under
+ * TCG slows by about that share, so a slow result on a machine with steal
+ * says "contended host", not "slower code".
+ */
+export interface CpuTicks {
+  steal: number;
+  total: number;
 }
 
 export interface GuestInfo {
@@ -65,7 +78,32 @@ export function loadSample(ownPids: ReadonlySet<number> = new Set()): LoadSample
     loadavg: [round(a), round(b), round(c)],
     otherQemus: otherQemus(ownPids),
     busiest: busiest(),
+    cpu: cpuTicks(),
   };
+}
+
+/** The aggregate `cpu` line of /proc/stat (user nice system idle iowait irq softirq steal …). */
+export function parseCpuTicks(procStat: string): CpuTicks | undefined {
+  const line = procStat.split("\n").find((l) => /^cpu\s/.test(l));
+  if (!line) return undefined;
+  // guest and guest_nice (fields 9–10) are already counted in user and nice.
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) return undefined;
+  return { steal: f[7]!, total: f.reduce((a, b) => a + b, 0) };
+}
+
+/** The share of CPU time stolen between two samples, in percent; undefined without both. */
+export function stealPercent(from: CpuTicks | undefined, to: CpuTicks | undefined): number | undefined {
+  if (!from || !to || to.total <= from.total) return undefined;
+  return Math.round(((to.steal - from.steal) / (to.total - from.total)) * 1000) / 10;
+}
+
+function cpuTicks(): CpuTicks | undefined {
+  try {
+    return parseCpuTicks(readFileSync("/proc/stat", "utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
 function otherQemus(own: ReadonlySet<number>): number {

@@ -1,6 +1,7 @@
 /** Writing a result: the JSON as measured, and a short Markdown table to read and compare. */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { stealPercent } from "./machine.js";
 import type { BenchResult, QemuResult } from "./results.js";
 import type { Summary } from "./stats.js";
 import type { SideFigures } from "./seed.js";
@@ -170,6 +171,21 @@ function sectionLoads(qs: QemuResult[]): string {
     .join("; ");
 }
 
+/** CPU steal over the run and per section: a contended host slows a TCG guest by about that much. */
+function stealLine(r: BenchResult): string | undefined {
+  const whole = stealPercent(r.load.start.cpu, r.load.end.cpu);
+  if (whole === undefined) return undefined;
+  const per = r.qemus
+    .map(
+      (q) =>
+        `${q.label} ${Object.entries(q.stealPercent ?? {})
+          .map(([s, p]) => `${s} ${p}%`)
+          .join(", ")}`,
+    )
+    .join("; ");
+  return `- CPU steal (time the hypervisor gave to other VMs; a TCG guest slows by about that share): ${whole}% over the run; per section: ${per}`;
+}
+
 export function markdown(r: BenchResult): string {
   const m = r.machine;
   const qs = r.qemus;
@@ -181,6 +197,7 @@ export function markdown(r: BenchResult): string {
     `- accelerator: ${[...new Set(qs.map((q) => `${q.accelerator} (${q.acceleratorReason})`))].join("; ")}`,
     `- guest: ${r.guest.image.split("/").pop()} (${mib(r.guest.virtualBytes)} MiB disk), ${r.options.ramMiB} MiB RAM, ${r.guest.vcpus} vCPU`,
     `- load (1/5/15 min): start ${r.load.start.loadavg.join(" ")} with ${r.load.start.otherQemus} other QEMUs; end ${r.load.end.loadavg.join(" ")} with ${r.load.end.otherQemus}; per section: ${sectionLoads(qs)}`,
+    ...[stealLine(r)].filter((l): l is string => l !== undefined),
     `- duration: ${Math.round(r.durationMs / 1000)} s; figures are median (min–max) over N runs`,
     "",
     `| measure | ${qs.map((q) => q.label).join(" | ")} |`,

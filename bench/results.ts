@@ -65,6 +65,8 @@ export interface QemuResult {
   /** Load before each section (the machine is shared with other engineers' QEMU tests). */
   load: Record<string, LoadSample>;
   sectionMs: Record<string, number>;
+  /** CPU steal over each section, in percent (machine.ts); absent in older results. */
+  stealPercent?: Record<string, number>;
   errors: { section: SectionName; message: string }[];
 }
 
