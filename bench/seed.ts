@@ -11,7 +11,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { killVm, type EmulatorConfig } from "../src/engine/index.js";
 import { round, summarize, type Summary } from "./stats.js";
@@ -81,9 +81,36 @@ function runProcess(
   });
 }
 
+/** The tools run-seed.sh says the seed needs on PATH, and the Debian package of each. */
+export const SEED_TOOLS: Readonly<Record<string, string>> = {
+  socat: "socat",
+  curl: "curl",
+  nc: "netcat-openbsd",
+  lsof: "lsof",
+  zstd: "zstd",
+  openssl: "openssl",
+  genisoimage: "genisoimage",
+};
+
+/** The seed's tools that `onPath` cannot find, as "tool (package)". */
+export function missingSeedTools(onPath: (tool: string) => boolean = isOnPath): string[] {
+  return Object.entries(SEED_TOOLS)
+    .filter(([tool]) => !onPath(tool))
+    .map(([tool, pkg]) => (tool === pkg ? tool : `${tool} (${pkg})`));
+}
+
+function isOnPath(tool: string): boolean {
+  return (process.env.PATH ?? "").split(delimiter).some((dir) => dir !== "" && existsSync(join(dir, tool)));
+}
+
 /** Why the section cannot run here, or undefined. */
 export function seedUnavailable(qemuVersion: string): string | undefined {
   if (!existsSync(SEED_SCRIPT)) return `the seed baseline is not there (${SEED_SCRIPT}: ../shared missing)`;
+  // Without them every seed run fails within a second, after its retries, and
+  // the section reports nothing useful: say so once, with the fix.
+  const missing = missingSeedTools();
+  if (missing.length)
+    return `the seed needs ${missing.join(", ")} on PATH (bash scripts/setup.sh bench installs them)`;
   const major = Number(/^(\d+)/.exec(qemuVersion)?.[1] ?? 0);
   if (major < 9) return `the seed needs mapped-ram (QEMU 9.0 or later); this is QEMU ${qemuVersion}`;
   if (!existsSync(join(REPO_ROOT, "lib", "engine", "cli", "main.js")))

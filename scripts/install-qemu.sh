@@ -12,15 +12,20 @@
 #     rebuilt; each half has its own completion marker.
 # Prints nothing but a summary when everything is already there.
 #
-# Usage: install-qemu.sh [--host-only]
+# Usage: install-qemu.sh [--host-only] [--seed-tools]
 #   --host-only   x86 QEMU 7.2 and the host tools only (what the main job uses)
+#   --seed-tools  also the tools ../shared/seed-baseline/run-seed.sh needs on
+#                 PATH (the bench's seed section): socat, nc, genisoimage, …
 set -euo pipefail
 host_only=0
-case "${1:-}" in
-  --host-only) host_only=1 ;;
-  "") ;;
-  *) printf '[install-qemu] unknown argument: %s (expected --host-only or nothing)\n' "$1" >&2; exit 2 ;;
-esac
+seed_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --host-only) host_only=1 ;;
+    --seed-tools) seed_tools=1 ;;
+    *) printf '[install-qemu] unknown argument: %s (expected --host-only, --seed-tools or nothing)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 TOOLS_DIR="${HEXCLAVE_TOOLS_DIR:-$HOME/.cache/hexclave-emulator/tools}"
 Q10="$TOOLS_DIR/qemu-10"
@@ -36,6 +41,8 @@ as_root() {
 
 host_packages=(qemu-system-x86 qemu-utils zstd xorriso)
 [ "$host_only" = 1 ] || host_packages+=(qemu-system-arm qemu-efi-aarch64)
+# bench/seed.ts SEED_TOOLS names the same set.
+[ "$seed_tools" = 0 ] || host_packages+=(socat curl netcat-openbsd lsof openssl genisoimage)
 missing=()
 for p in "${host_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
