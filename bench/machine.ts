@@ -7,6 +7,12 @@ import { detectHost } from "../src/engine/index.js";
 export interface MachineInfo {
   hostname: string;
   cpuModel: string;
+  /**
+   * /proc/cpuinfo's family, model, stepping and cache size: machines of one
+   * kind can land on different host CPUs behind the same model name, and a
+   * TCG guest's speed follows the host's.
+   */
+  cpuId?: string | undefined;
   cores: number;
   memoryGiB: number;
   kernel: string;
@@ -61,6 +67,7 @@ export function machineInfo(): MachineInfo {
   return {
     hostname: hostname(),
     cpuModel: cpu.trim(),
+    cpuId: cpuId(),
     cores: cpus().length,
     memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
     kernel: release(),
@@ -68,6 +75,23 @@ export function machineInfo(): MachineInfo {
     kvm: host.kvmWritable,
     zstd,
   };
+}
+
+/** The first processor's identity in /proc/cpuinfo, or undefined where there is none. */
+export function parseCpuId(cpuinfo: string): string | undefined {
+  const field = (name: string): string | undefined =>
+    new RegExp(`^${name}\\s*:\\s*(.+)$`, "m").exec(cpuinfo)?.[1]?.trim();
+  const [family, model, stepping, cache] = ["cpu family", "model", "stepping", "cache size"].map(field);
+  if (family === undefined || model === undefined) return undefined;
+  return `family ${family} model ${model}${stepping ? ` stepping ${stepping}` : ""}${cache ? `, cache ${cache}` : ""}`;
+}
+
+function cpuId(): string | undefined {
+  try {
+    return parseCpuId(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Load now, and how many QEMUs other than `ownPids` run (the machine is shared). */

@@ -192,7 +192,7 @@ export function markdown(r: BenchResult): string {
   const head = [
     `# Bench ${r.date} (${r.mode}, N=${r.options.runs})`,
     "",
-    `- machine: ${m.hostname}, ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.zstd}`,
+    `- machine: ${m.hostname}, ${m.cpuModel}${m.cpuId ? ` (${m.cpuId})` : ""}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.zstd}`,
     `- QEMU: ${qs.map((q) => `${q.label} = ${q.version} (${q.machineType})`).join("; ")}`,
     `- accelerator: ${[...new Set(qs.map((q) => `${q.accelerator} (${q.acceleratorReason})`))].join("; ")}`,
     `- guest: ${r.guest.image.split("/").pop()} (${mib(r.guest.virtualBytes)} MiB disk), ${r.options.ramMiB} MiB RAM, ${r.guest.vcpus} vCPU`,

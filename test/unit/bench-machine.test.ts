@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCpuTicks, stealPercent } from "../../bench/machine.js";
+import { parseCpuId, parseCpuTicks, stealPercent } from "../../bench/machine.js";
 
 // A /proc/stat as Linux writes it: the aggregate line, then one per core.
 const stat = (user: number, steal: number, guest = 0): string =>
@@ -28,5 +28,26 @@ describe("the bench's CPU steal figure", () => {
     expect(stealPercent(undefined, { steal: 1, total: 2 })).toBeUndefined();
     expect(stealPercent({ steal: 1, total: 2 }, { steal: 1, total: 2 })).toBeUndefined();
     expect(parseCpuTicks("intr 1 2 3")).toBeUndefined();
+  });
+});
+
+describe("the bench's record of the host CPU", () => {
+  it("reads family, model, stepping and cache size of the first processor", () => {
+    const cpuinfo = [
+      "processor\t: 0",
+      "cpu family\t: 6",
+      "model\t\t: 167",
+      "model name\t: Intel(R) Xeon(R) Processor",
+      "stepping\t: 8",
+      "cache size\t: 107520 KB",
+      "",
+      "processor\t: 1",
+      "cpu family\t: 7",
+    ].join("\n");
+    expect(parseCpuId(cpuinfo)).toBe("family 6 model 167 stepping 8, cache 107520 KB");
+  });
+
+  it("gives nothing for a cpuinfo without them (another architecture)", () => {
+    expect(parseCpuId("processor\t: 0\nBogoMIPS\t: 50.00\n")).toBeUndefined();
   });
 });
