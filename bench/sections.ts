@@ -73,7 +73,9 @@ export async function runTarget(
       q.sectionMs[name] = Math.round(performance.now() - t0);
       const steal = stealPercent(q.load[name].cpu, loadSample().cpu);
       if (steal !== undefined) (q.stealPercent ??= {})[name] = steal;
-      log2(`${name} done in ${(q.sectionMs[name] / 1000).toFixed(1)} s${steal === undefined ? "" : `, CPU steal ${steal}%`}`);
+      log2(
+        `${name} done in ${(q.sectionMs[name] / 1000).toFixed(1)} s${steal === undefined ? "" : `, CPU steal ${steal}%`}`,
+      );
     }
   };
   const scratch = join(env.home, "scratch");
