@@ -86,9 +86,12 @@ export function parseCpuId(cpuinfo: string): string | undefined {
   return `family ${family} model ${model}${stepping ? ` stepping ${stepping}` : ""}${cache ? `, cache ${cache}` : ""}`;
 }
 
-function cpuId(): string | undefined {
+const cpuId = (): string | undefined => readParsed("/proc/cpuinfo", parseCpuId);
+
+/** A /proc file parsed, or undefined where it is not (another OS, a sandbox). */
+function readParsed<T>(path: string, parse: (text: string) => T | undefined): T | undefined {
   try {
-    return parseCpuId(readFileSync("/proc/cpuinfo", "utf8"));
+    return parse(readFileSync(path, "utf8"));
   } catch {
     return undefined;
   }
@@ -122,13 +125,8 @@ export function stealPercent(from: CpuTicks | undefined, to: CpuTicks | undefine
   return Math.round(((to.steal - from.steal) / (to.total - from.total)) * 1000) / 10;
 }
 
-function cpuTicks(): CpuTicks | undefined {
-  try {
-    return parseCpuTicks(readFileSync("/proc/stat", "utf8"));
-  } catch {
-    return undefined;
-  }
-}
+/** The CPU counters now (a LoadSample has them too, beside the costlier load figures). */
+export const cpuTicks = (): CpuTicks | undefined => readParsed("/proc/stat", parseCpuTicks);
 
 function otherQemus(own: ReadonlySet<number>): number {
   let n = 0;

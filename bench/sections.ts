@@ -22,7 +22,7 @@ import { resumeSection } from "./resume.js";
 import { overheadSection } from "./overhead.js";
 import { sharingSection } from "./sharing.js";
 import { scalingSection } from "./ram-scaling.js";
-import { loadSample, stealPercent } from "./machine.js";
+import { cpuTicks, loadSample, stealPercent } from "./machine.js";
 import { commandSection } from "./command.js";
 import { seedSection } from "./seed.js";
 import { actionSection } from "./action.js";
@@ -55,9 +55,9 @@ export async function runTarget(
     seed: undefined,
     load: {},
     sectionMs: {},
-    stealPercent: {},
     errors: [],
   };
+  const steals: Record<string, number> = (q.stealPercent = {});
   const log2 = (m: string) => log(`${env.target.label} ${m}`);
   const section = async (name: SectionName, fn: () => Promise<void>): Promise<void> => {
     if (opts.only.length && !opts.only.includes(name)) return;
@@ -71,8 +71,8 @@ export async function runTarget(
       log2(`${name} failed: ${describeError(err)}`);
     } finally {
       q.sectionMs[name] = Math.round(performance.now() - t0);
-      const steal = stealPercent(q.load[name].cpu, loadSample().cpu);
-      if (steal !== undefined) (q.stealPercent ??= {})[name] = steal;
+      const steal = stealPercent(q.load[name].cpu, cpuTicks());
+      if (steal !== undefined) steals[name] = steal;
       log2(
         `${name} done in ${(q.sectionMs[name] / 1000).toFixed(1)} s${steal === undefined ? "" : `, CPU steal ${steal}%`}`,
       );

@@ -11,9 +11,9 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { delimiter, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { killVm, type EmulatorConfig } from "../src/engine/index.js";
+import { killVm, onPath, type EmulatorConfig } from "../src/engine/index.js";
 import { round, summarize, type Summary } from "./stats.js";
 import type { BenchEnv } from "./setup.js";
 
@@ -93,14 +93,12 @@ export const SEED_TOOLS: Readonly<Record<string, string>> = {
 };
 
 /** The seed's tools that `onPath` cannot find, as "tool (package)". */
-export function missingSeedTools(onPath: (tool: string) => boolean = isOnPath): string[] {
+export function missingSeedTools(
+  found: (tool: string) => boolean = (tool) => onPath(tool, process.env) !== undefined,
+): string[] {
   return Object.entries(SEED_TOOLS)
-    .filter(([tool]) => !onPath(tool))
+    .filter(([tool]) => !found(tool))
     .map(([tool, pkg]) => (tool === pkg ? tool : `${tool} (${pkg})`));
-}
-
-function isOnPath(tool: string): boolean {
-  return (process.env.PATH ?? "").split(delimiter).some((dir) => dir !== "" && existsSync(join(dir, tool)));
 }
 
 /** Why the section cannot run here, or undefined. */

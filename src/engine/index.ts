@@ -60,7 +60,7 @@ export { runPaths, type RunPaths } from "./lifecycle/run-dir.js";
 export { isAlive, readPidFile, type PidRecord } from "./qemu/process.js";
 
 // The host: QEMU discovery, and running a host command (the engine's one spawn site).
-export { findQemu } from "./host/probe.js";
+export { findQemu, onPath } from "./host/probe.js";
 export { run, CommandError, type RunOptions } from "./exec.js";
 
 // The guest contract's pieces an edge checks itself.

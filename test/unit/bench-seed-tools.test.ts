@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { SEED_TOOLS, missingSeedTools } from "../../bench/seed.js";
 
@@ -11,9 +12,8 @@ describe("the bench's seed section on a machine without the seed's tools", () =>
     expect(missingSeedTools(() => true)).toEqual([]);
   });
 
-  it("asks for the same packages scripts/install-qemu.sh --seed-tools installs", async () => {
-    const { readFile } = await import("node:fs/promises");
-    const script = await readFile(new URL("../../scripts/install-qemu.sh", import.meta.url), "utf8");
+  it("asks for the same packages scripts/install-qemu.sh --seed-tools installs", () => {
+    const script = readFileSync(new URL("../../scripts/install-qemu.sh", import.meta.url), "utf8");
     const line = /\[ "\$seed_tools" = 0 \] \|\| host_packages\+=\(([^)]*)\)/.exec(script);
     expect(line, "install-qemu.sh's --seed-tools package list").not.toBeNull();
     const installed = new Set([...line![1]!.split(/\s+/).filter(Boolean), "zstd"]);

@@ -49,7 +49,7 @@ export interface QemuProbe {
 const PROBE_FORMAT = 4;
 
 /** `name` in each directory of PATH, in order; the first regular file wins. */
-function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
+export function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
   for (const dir of (env.PATH ?? "").split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, name);
