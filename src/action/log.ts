@@ -38,7 +38,10 @@ export class PhaseLog {
         this.open.push(this.timings.push({ phase: e.phase, ms: 0, depth: this.open.length }) - 1);
         return;
       case "phase-end": {
-        const at = this.open.pop();
+        // Phases the engine runs side by side end in any order: an end closes
+        // the open phase of its name, not the one opened last.
+        const i = this.open.findLastIndex((at) => this.timings[at]?.phase === e.phase);
+        const [at] = i < 0 ? [] : this.open.splice(i, 1);
         const entry = at === undefined ? undefined : this.timings[at];
         if (entry) entry.ms = e.ms;
         this.out.info(`${e.phase}: ${secs(e.ms)}`);

@@ -39,6 +39,26 @@ describe("the job log", () => {
     expect(log.timings[1]?.ms).toBe(1234);
   });
 
+  it("times phases that overlap by their names, whichever ends first, and ends the group with the last", () => {
+    const { out, lines } = recorder();
+    const log = new PhaseLog(out);
+    log.sink({ kind: "phase-start", phase: "rotation" });
+    log.sink({ kind: "phase-start", phase: "host-share" });
+    log.sink({ kind: "phase-end", phase: "rotation", ms: 900 });
+    log.sink({ kind: "phase-end", phase: "host-share", ms: 1500 });
+    expect(lines).toEqual([
+      "::group::rotation",
+      "host-share…",
+      "rotation: 0.90 s",
+      "host-share: 1.50 s",
+      "::endgroup::",
+    ]);
+    expect(log.timings).toEqual([
+      { phase: "rotation", ms: 900, depth: 0 },
+      { phase: "host-share", ms: 1500, depth: 1 },
+    ]);
+  });
+
   it("tails a log file, and says when it is missing or empty", () => {
     const dir = mkdtempSync(join(tmpdir(), "hxe-tail-"));
     const file = join(dir, "serial.log");
